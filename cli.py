@@ -1,0 +1,321 @@
+"""The ``dream-cl`` command line (typer).
+
+Installed as ``dream_cl.cli`` (``dream_cl/cli.py`` links here). Every command validates its
+input before doing work, so a bad argument costs nothing and writes nothing; user errors
+print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dream_cl.errors import UserError
+
+app = typer.Typer(
+    name="dream-cl",
+    help="DREAM dataset distillation and continual-learning replay.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def command(*args, **kwargs):
+    """``app.command`` whose user errors print one line and exit 1 (also under CliRunner)."""
+
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*a, **k):
+            try:
+                return func(*a, **k)
+            except UserError as err:
+                typer.echo(f"error: {err}", err=True)
+                raise typer.Exit(1) from None
+
+        return app.command(*args, **kwargs)(wrapper)
+
+    return decorate
+
+
+DEFAULT_DATA_ROOT = os.environ.get("DREAM_CL_DATA", "data")
+
+DataRoot = Annotated[
+    Path,
+    typer.Option(
+        "--data-root",
+        help="Folder holding datasets in torchvision's on-disk layout (env DREAM_CL_DATA).",
+    ),
+]
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed (runs are seeded by default).")]
+Download = Annotated[
+    bool, typer.Option("--download", help="Download the dataset if it is missing.")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _echo_json_path(kind: str, path: Path) -> None:
+    typer.echo(f"{kind}: {path}")
+
+
+@command()
+def datasets(data_root: DataRoot = Path(DEFAULT_DATA_ROOT)) -> None:
+    """List the registered datasets and whether each is found under the data root."""
+    from dream_cl.data import DATASETS
+
+    typer.echo(f"data root: {data_root}")
+    for name, spec in DATASETS.items():
+        found = "found" if spec.available(data_root) else "missing"
+        typer.echo(f"  {name:<14} {found:<8} {spec.expected_path(data_root)}")
+
+
+@command()
+def coreset(
+    dataset: Annotated[str, typer.Argument(help="Registered dataset name (see `datasets`).")],
+    method: Annotated[str, typer.Option(help="random, herding or k-center.")] = "herding",
+    ipc: Annotated[int, typer.Option(help="Images per class.")] = 10,
+    out: Annotated[Path, typer.Option(help="Output folder for the image set.")] = Path(
+        "runs/coreset"
+    ),
+    feature_model: Annotated[
+        str, typer.Option(help="Network whose random-init features herding/k-center use.")
+    ] = "convnet",
+    data_root: DataRoot = Path(DEFAULT_DATA_ROOT),
+    download: Download = False,
+    device: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Select IPC real images per class (coreset baseline) and save them as an image set."""
+    from dream_cl.artifact import save_image_set
+    from dream_cl.coreset import CORESET_METHODS, select_coreset
+    from dream_cl.data import load_dataset
+    from dream_cl.models import model_names
+    from dream_cl.utils import resolve_device, seed_everything
+
+    if method not in CORESET_METHODS:
+        raise UserError(
+            f"unknown coreset method '{method}'; use one of {', '.join(CORESET_METHODS)}"
+        )
+    if feature_model not in model_names():
+        raise UserError(f"unknown model '{feature_model}'; use one of {', '.join(model_names())}")
+    if ipc < 1:
+        raise UserError("--ipc must be at least 1")
+    dev = resolve_device(device)
+    seed_everything(seed)
+    train = load_dataset(dataset, data_root, train=True, download=download)
+    t0 = time.perf_counter()
+    image_set = select_coreset(
+        train, method, ipc, seed=seed, feature_model=feature_model, device=dev
+    )
+    path = save_image_set(image_set, out)
+    typer.echo(
+        f"{method} coreset of {dataset}: {image_set.num_stored} images "
+        f"({ipc} per class) in {time.perf_counter() - t0:.1f}s -> {path}"
+    )
+
+
+@command()
+def evaluate(
+    artifact: Annotated[Path, typer.Argument(help="Image-set folder (coreset or distilled).")],
+    model: Annotated[str, typer.Option(help="Architecture to train (see models).")] = "convnet",
+    repeats: Annotated[int, typer.Option(help="Fresh models to train; mean and std reported.")] = 1,
+    epochs: Annotated[int, typer.Option(help="Training epochs (paper protocol: 1000).")] = 1000,
+    lr: Annotated[float, typer.Option(help="SGD learning rate.")] = 0.01,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
+    augment: Annotated[
+        str | None,
+        typer.Option(help="DSA strategy, e.g. color_crop_flip_scale_rotate; default per dataset."),
+    ] = None,
+    cutmix_p: Annotated[float, typer.Option(help="CutMix probability.")] = 0.5,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the JSON result (default: beside the set).")
+    ] = None,
+    data_root: DataRoot = Path(DEFAULT_DATA_ROOT),
+    download: Download = False,
+    device: Device = "auto",
+    seed: Seed = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Train fresh models on an image set and report last-epoch test accuracy (mean +- std)."""
+    from dream_cl.artifact import load_image_set
+    from dream_cl.data import load_dataset
+    from dream_cl.evaluate import EvalConfig, evaluate_image_set
+    from dream_cl.models import model_names
+    from dream_cl.progress import rich_progress
+    from dream_cl.utils import atomic_write_json, resolve_device, seed_everything
+
+    if model not in model_names():
+        raise UserError(f"unknown model '{model}'; use one of {', '.join(model_names())}")
+    if repeats < 1 or epochs < 1 or batch_size < 1:
+        raise UserError("--repeats, --epochs and --batch-size must be at least 1")
+    dev = resolve_device(device)
+    image_set = load_image_set(artifact)
+    test = load_dataset(image_set.info.name, data_root, train=False, download=download)
+    cfg = EvalConfig(
+        epochs=epochs, lr=lr, batch_size=batch_size, dsa_strategy=augment, cutmix_p=cutmix_p
+    )
+    seed_everything(seed)
+    with rich_progress(not quiet) as progress:
+        result = evaluate_image_set(
+            image_set,
+            test,
+            model=model,
+            repeats=repeats,
+            cfg=cfg,
+            seed=seed,
+            device=dev,
+            progress=progress,
+        )
+    target = out or (Path(artifact) if Path(artifact).is_dir() else Path(artifact).parent) / (
+        f"eval_{model}.json"
+    )
+    record = result.to_dict() | {"artifact": str(artifact), "device": str(dev), "seed": seed}
+    atomic_write_json(record, target)
+    typer.echo(
+        f"{model} on {image_set.method} ({image_set.info.name}, {image_set.num_stored} stored): "
+        f"{100 * result.mean:.2f} +- {100 * result.std:.2f} % over {repeats} run(s) -> {target}"
+    )
+
+
+@command()
+def distill(
+    dataset: Annotated[str, typer.Argument(help="Registered dataset name (see `datasets`).")],
+    ipc: Annotated[int, typer.Option(help="Stored synthetic images per class.")] = 10,
+    factor: Annotated[
+        int | None, typer.Option(help="IDC multi-formation factor (paper preset: 2).")
+    ] = None,
+    framework: Annotated[str, typer.Option(help="idc, dc, dsa or dm.")] = "idc",
+    sampler: Annotated[
+        str, typer.Option(help="representative (DREAM) or random (baseline).")
+    ] = "representative",
+    init: Annotated[str, typer.Option(help="kmeans (DREAM), random or noise.")] = "kmeans",
+    preset: Annotated[
+        str, typer.Option(help="paper (official settings) or cpu (scaled).")
+    ] = "paper",
+    iterations: Annotated[int | None, typer.Option(help="Outer iterations.")] = None,
+    inner_loop: Annotated[int | None, typer.Option(help="Matching steps per network.")] = None,
+    interval: Annotated[int | None, typer.Option(help="Re-cluster every I_int steps.")] = None,
+    n_clusters: Annotated[int | None, typer.Option(help="Clusters N per class.")] = None,
+    per_cluster: Annotated[int | None, typer.Option(help="Samples n per cluster.")] = None,
+    candidates: Annotated[
+        int | None, typer.Option(help="Cluster a random subset of this many per class.")
+    ] = None,
+    lr_img: Annotated[float | None, typer.Option(help="Image learning rate.")] = None,
+    metric: Annotated[str | None, typer.Option(help="mse, l1, l1_mean or cos.")] = None,
+    formulation: Annotated[
+        str | None, typer.Option(help="per-class (official) or batched (faster).")
+    ] = None,
+    width: Annotated[int | None, typer.Option(help="ConvNet width.")] = None,
+    eval_every: Annotated[int, typer.Option(help="Evaluate every K iterations (0: never).")] = 0,
+    eval_model: Annotated[str, typer.Option(help="Architecture for evaluation.")] = "convnet",
+    eval_epochs: Annotated[int | None, typer.Option(help="Evaluation epochs.")] = None,
+    eval_repeats: Annotated[int, typer.Option(help="Models per evaluation.")] = 1,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every K.")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/distill"),
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    data_root: DataRoot = Path(DEFAULT_DATA_ROOT),
+    download: Download = False,
+    device: Device = "auto",
+    seed: Seed = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Distill a dataset with DREAM (or a baseline) into IPC synthetic images per class."""
+    from dream_cl.data import load_train_test
+    from dream_cl.distill.config import resolve_config
+    from dream_cl.distill.engine import distill as run_distill
+    from dream_cl.models import model_names
+    from dream_cl.progress import rich_progress
+
+    if eval_model not in model_names():
+        raise UserError(f"unknown model '{eval_model}'; use one of {', '.join(model_names())}")
+    if ipc < 1:
+        raise UserError("--ipc must be at least 1")
+    train, test = load_train_test(dataset, data_root, download=download)
+    overrides = {
+        "factor": factor,
+        "sampler": sampler,
+        "init": init,
+        "iterations": iterations,
+        "inner_loop": inner_loop,
+        "interval": interval,
+        "n_clusters": n_clusters,
+        "per_cluster": per_cluster,
+        "candidates": candidates,
+        "lr_img": lr_img,
+        "metric": metric,
+        "formulation": formulation,
+        "width": width,
+        "eval_every": eval_every,
+        "eval_model": eval_model,
+        "eval_epochs": eval_epochs,
+        "eval_repeats": eval_repeats,
+        "checkpoint_every": checkpoint_every,
+        "device": device,
+        "seed": seed,
+    }
+    cfg = resolve_config(
+        dataset,
+        ipc,
+        framework=framework,
+        preset=preset,
+        image_size=train.info.image_size,
+        overrides=overrides,
+    )
+    with rich_progress(not quiet) as progress:
+        result = run_distill(cfg, train, test, out=out, resume=resume, progress=progress)
+    m = result.metrics
+    secs = m["time_seconds"]
+    typer.echo(
+        f"{m['method']} on {dataset}: {m['stored_images']} stored images "
+        f"({m['decoded_images']} decoded), {m['iterations_done']} iterations"
+    )
+    typer.echo("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(secs.items())))
+    for e in m["evals"][-3:]:
+        typer.echo(f"  iteration {e['iteration']}: {e['model']} {100 * e['mean']:.2f}%")
+    typer.echo(f"artifact: {out}  (dream-cl evaluate {out}; dream-cl show {out})")
+
+
+@command()
+def show(
+    artifact: Annotated[Path, typer.Argument(help="Image-set folder (coreset or distilled).")],
+    out: Annotated[
+        Path | None, typer.Option(help="PNG path (default: grid.png beside it).")
+    ] = None,
+    decoded: Annotated[
+        bool, typer.Option(help="Show the decoded multi-formation images instead of stored.")
+    ] = False,
+    max_classes: Annotated[int, typer.Option(help="Show at most this many classes.")] = 100,
+) -> None:
+    """Save a PNG grid of an image set: one row per class."""
+    from dream_cl.artifact import load_image_set
+    from dream_cl.visualize import save_class_grid
+
+    image_set = load_image_set(artifact)
+    images, labels = image_set.decoded() if decoded else (image_set.images, image_set.labels)
+    base = Path(artifact) if Path(artifact).is_dir() else Path(artifact).parent
+    target = out or base / ("grid_decoded.png" if decoded else "grid.png")
+    save_class_grid(images, labels, target, max_classes=max_classes)
+    typer.echo(f"grid: {target}")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 1."""
+    try:
+        app()
+    except UserError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

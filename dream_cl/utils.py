@@ -1,0 +1,77 @@
+"""Small shared helpers: seeding, device choice, atomic file writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dream_cl.errors import UserError
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded alike."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise UserError(f"unknown device '{name}'; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write via ``write(tmp_path)`` to a temporary file beside ``path``, then rename.
+
+    A reader never sees a half-written file: the rename is atomic on one filesystem.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` with an atomic rename; store only tensors and plain containers."""
+    return atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def atomic_write_json(obj: Any, path: str | Path) -> Path:
+    """Write JSON (indented, sorted keys) atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, torch.device):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
