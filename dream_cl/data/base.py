@@ -128,12 +128,19 @@ class DatasetSplit:
             )
             names = tuple(self.info.class_names[c] for c in classes)
             info = DatasetInfo(
-                self.info.name, self.info.channels, self.info.image_size, names,
-                self.info.mean, self.info.std,
+                self.info.name,
+                self.info.channels,
+                self.info.image_size,
+                names,
+                self.info.mean,
+                self.info.std,
             )
             return DatasetSplit(images, labels, info)
         labels = torch.cat(
-            [torch.full((p.shape[0],), c, dtype=torch.int64) for c, p in zip(classes, parts)]
+            [
+                torch.full((p.shape[0],), c, dtype=torch.int64)
+                for c, p in zip(classes, parts, strict=True)
+            ]
         )
         return DatasetSplit.from_unsorted(images, labels, self.info)
 
