@@ -94,7 +94,8 @@ def coreset(
 ) -> None:
     """Select IPC real images per class (coreset baseline) and save them as an image set."""
     from dream_cl.artifact import save_image_set
-    from dream_cl.coreset import CORESET_METHODS, select_coreset
+    from dream_cl.coreset import METHODS as CORESET_METHODS
+    from dream_cl.coreset import select_coreset
     from dream_cl.data import load_dataset
     from dream_cl.models import model_names
     from dream_cl.utils import resolve_device, seed_everything

@@ -135,7 +135,9 @@ def save_image_set(s: ImageSet, out_dir: str | Path) -> Path:
 def _resolve_dir(path: str | Path) -> Path:
     p = Path(path)
     if not p.exists():
-        raise UserError(f"image set {p} does not exist; pass the directory save_image_set wrote")
+        raise UserError(
+            f"image set {p} does not exist; pass a folder written by coreset, distill or run"
+        )
     if p.is_file():
         if p.name not in (META_FILE, IMAGES_FILE):
             raise UserError(

@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 
 
-def decode(images: torch.Tensor, labels: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+def decode(
+    images: torch.Tensor, labels: torch.Tensor, factor: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode stored images (N, C, H, W) into N*f^2 images of the same size.
 
     Output order follows the official code: tile (0,0) of every image, then tile (0,1), ...

@@ -13,6 +13,9 @@ def class_grid(images: torch.Tensor, labels: torch.Tensor, max_classes: int = 10
     """Arrange images (float [0,1], N,C,H,W) one row per class; returns a (C, H', W') grid."""
     from torchvision.utils import make_grid
 
+    if images.shape[-1] < 32:  # tiny images (digits): enlarge so the grid is visible
+        scale = -(-32 // images.shape[-1])
+        images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
     classes = torch.unique(labels).tolist()[:max_classes]
     rows = [images[labels == c] for c in classes]
     per_row = max(r.shape[0] for r in rows)
