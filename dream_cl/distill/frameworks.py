@@ -1,0 +1,422 @@
+"""Framework loops: IDC (the default), DC, DSA and DM, each taking any real-batch sampler.
+
+A framework owns one *outer iteration*: for IDC/DC/DSA a fresh network and its matching
+steps; for DM one step against a fresh frozen network. Everything random comes from the
+run's generator or from seeds derived from (seed, iteration), so a run resumed from a
+checkpoint at an iteration boundary replays exactly.
+
+DREAM = any framework + ``RepresentativeSampler`` + k-means init; the random-sampling
+baseline of the same framework is ``RandomSampler`` + random init.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dream_cl.augment import (
+    apply_dsa,
+    cutmix_loss,
+    dsa,
+    maybe_cutmix,
+    parse_strategy,
+    sample_dsa,
+)
+from dream_cl.data.base import DatasetSplit, to_float
+from dream_cl.distill.config import DistillConfig
+from dream_cl.distill.matching import (
+    class_gradients,
+    distribution_distance,
+    gradient_distance,
+    layer_distance,
+    matched_parameter_names,
+)
+from dream_cl.distill.samplers import EmbedFn, RealSampler, class_batch
+from dream_cl.distill.synthetic import SyntheticSet
+from dream_cl.models import build_model
+
+
+@dataclass
+class Timer:
+    """Accumulates wall seconds per named section (synchronising CUDA for honest numbers)."""
+
+    device: torch.device
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    @contextmanager
+    def section(self, name: str):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[name] += time.perf_counter() - t0
+
+
+def network_seed(seed: int, iteration: int) -> int:
+    """Seed of the network built at ``iteration`` (iteration 0 also serves the k-means init)."""
+    return (seed * 1_000_003 + iteration) % (2**63)
+
+
+@dataclass
+class Context:
+    """What a framework step needs; built once per run by the engine."""
+
+    cfg: DistillConfig
+    train: DatasetSplit  # on the run's device
+    syn: SyntheticSet
+    opt_img: torch.optim.Optimizer
+    sampler: RealSampler
+    generator: torch.Generator
+    device: torch.device
+    timer: Timer
+    grad_scale: torch.Tensor | None = None
+
+    @property
+    def info(self):
+        return self.train.info
+
+    def make_net(self, iteration: int) -> nn.Module:
+        """A freshly initialised network, seeded by (seed, iteration)."""
+        cfg, info = self.cfg, self.info
+        options = cfg_model_options(cfg)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(network_seed(cfg.seed, iteration))
+            net = build_model(
+                cfg.model,
+                channels=info.channels,
+                num_classes=info.num_classes,
+                image_size=info.image_size,
+                **options,
+            )
+        return net.to(self.device)
+
+    def embed_fn(self, net: nn.Module) -> EmbedFn:
+        """Features of [0,1] images through ``net`` (normalised first; eval mode, no grad)."""
+        info, device = self.info, self.device
+
+        def embed(x: torch.Tensor) -> torch.Tensor:
+            was_training = net.training
+            net.eval()
+            with torch.no_grad():
+                out = net.embed(info.normalize(x.to(device)))
+            net.train(was_training)
+            return out
+
+        return embed
+
+    def subsample_syn(self, x: torch.Tensor) -> torch.Tensor:
+        """At most ``batch_syn_max`` decoded images of one class (official subsampling)."""
+        m = self.cfg.batch_syn_max
+        if x.shape[0] <= m:
+            return x
+        idx = torch.randperm(x.shape[0], generator=self.generator)[:m]
+        return x[idx.to(x.device)]
+
+
+def cfg_model_options(cfg: DistillConfig) -> dict:
+    if cfg.model == "convnet":
+        return {"width": cfg.width, "depth": cfg.depth, "norm": cfg.norm}
+    if cfg.model.startswith("convnet"):
+        return {"width": cfg.width, "depth": cfg.depth}
+    return {}
+
+
+def _set_image_grad(ctx: Context, loss: torch.Tensor) -> None:
+    """d loss / d images only (skips the network's parameter gradients we never use).
+
+    ``ctx.grad_scale`` (DC/DSA/DM) turns the step into the one the original papers take on
+    normalised images: SGD on z = (x - m)/s with lr equals SGD on x with lr * s^2.
+    """
+    (grad,) = torch.autograd.grad(loss, [ctx.syn.images])
+    if ctx.grad_scale is not None:
+        grad = grad * ctx.grad_scale
+    ctx.syn.images.grad = grad
+
+
+# ----------------------------------------------------------------------------------------
+# gradient matching, shared by IDC / DC / DSA
+
+
+def augment_strategy(ctx: Context, strategy: str) -> str:
+    """The ops one augmentation call applies.
+
+    IDC/DREAM stack them (flip, colour, one geometric op, cutout). The DSA and DM papers'
+    default ('S' mode) applies *one* op group per call, chosen at random among the listed
+    ones; for those frameworks this picks that group with the run's generator.
+    """
+    if ctx.cfg.framework not in ("dsa", "dm"):
+        return strategy
+    groups = parse_strategy(strategy)
+    if len(groups) <= 1:
+        return strategy
+    return groups[int(torch.randint(len(groups), (1,), generator=ctx.generator))]
+
+
+def _augment_pair(
+    ctx: Context, x_real: torch.Tensor, x_syn: torch.Tensor, strategy: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalise, then one siamese DSA draw for both halves (one draw per class)."""
+    info = ctx.info
+    zr, zs = info.normalize(x_real), info.normalize(x_syn)
+    params = sample_dsa(augment_strategy(ctx, strategy), 1, info.image_size, ctx.generator)
+    return apply_dsa(zr, params), apply_dsa(zs, params)
+
+
+def match_per_class(
+    ctx: Context, net: nn.Module, names: list[str], batches: list[torch.Tensor], strategy: str
+) -> float:
+    """Official formulation: one matching loss and one image step per class."""
+    cfg, syn = ctx.cfg, ctx.syn
+    params_by_name = dict(net.named_parameters())
+    params = [params_by_name[n] for n in names]
+    total = 0.0
+    for c, idx in enumerate(batches):
+        x_real = class_batch(ctx.train, c, idx, ctx.device)
+        x_syn = ctx.subsample_syn(syn.class_decoded(c))
+        z_real, z_syn = _augment_pair(ctx, x_real, x_syn, strategy)
+        y_real = torch.full((z_real.shape[0],), c, device=ctx.device)
+        y_syn = torch.full((z_syn.shape[0],), c, device=ctx.device)
+        g_real = [g.detach() for g in class_gradients(net, params, z_real, y_real, False)]
+        g_syn = class_gradients(net, params, z_syn, y_syn, True)
+        loss = gradient_distance(g_real, g_syn, cfg.metric)
+        ctx.opt_img.zero_grad(set_to_none=True)
+        _set_image_grad(ctx, loss)
+        ctx.opt_img.step()
+        total += float(loss.detach())
+    return total
+
+
+def _pad_batch(idx: torch.Tensor, size: int) -> torch.Tensor:
+    """Cycle a short class batch up to ``size`` so all classes stack into one tensor."""
+    if idx.numel() >= size:
+        return idx[:size]
+    reps = -(-size // idx.numel())
+    return idx.repeat(reps)[:size]
+
+
+def batched_class_gradients(
+    net: nn.Module, names: list[str]
+) -> Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
+    """Per-class gradients of the matched parameters in one vectorised call (torch.func).
+
+    Returns f(x (C, B, ...), y (C, B)) -> {name: (C, *param.shape)}; differentiable w.r.t.
+    ``x`` so the synthetic side can be back-propagated to the images.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    fixed = {n: p.detach() for n, p in net.named_parameters() if n not in names}
+    buffers = dict(net.named_buffers())
+
+    def loss_fn(
+        matched: dict[str, torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        bufs: dict[str, torch.Tensor],
+    ):
+        out = functional_call(net, ({**fixed, **matched}, bufs), (x,))
+        return F.cross_entropy(out, y)
+
+    per_class = vmap(grad(loss_fn), in_dims=(None, 0, 0, 0))
+    matched = {n: p.detach() for n, p in net.named_parameters() if n in names}
+
+    def run(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        # one private copy of the buffers per class: a BatchNorm net's running-statistics
+        # update in train mode would otherwise mutate captured tensors, which torch.func
+        # refuses; the per-class batch statistics (what the gradients use) are unchanged
+        bufs = {n: b.unsqueeze(0).repeat(x.shape[0], *([1] * b.ndim)) for n, b in buffers.items()}
+        return per_class(matched, x, y, bufs)
+
+    return run
+
+
+def batched_distance(
+    g_real: dict[str, torch.Tensor], g_syn: dict[str, torch.Tensor], metric: str
+) -> torch.Tensor:
+    """Sum over classes and parameters of the official per-tensor distance."""
+    total = None
+    for name, r in g_real.items():
+        s = g_syn[name]
+        c = r.shape[0]
+        if metric in ("mse", "l1"):
+            d = layer_distance(r, s, metric)
+        elif r.ndim == 2:  # 1-D parameter per class: one row per class
+            d = layer_distance(r.reshape(c, -1), s.reshape(c, -1), metric)
+        else:  # rows = (class, output unit)
+            d = layer_distance(r.reshape(c * r.shape[1], -1), s.reshape(c * s.shape[1], -1), metric)
+        total = d if total is None else total + d
+    assert total is not None
+    return total
+
+
+def match_batched(
+    ctx: Context, net: nn.Module, names: list[str], batches: list[torch.Tensor], strategy: str
+) -> float:
+    """All classes in one vectorised pass and one image step (see docs/fidelity.md)."""
+    cfg, syn, train = ctx.cfg, ctx.syn, ctx.train
+    size = max(b.numel() for b in batches)
+    real, fake = [], []
+    decoded = syn.all_decoded()
+    for c, idx in enumerate(batches):
+        x_real = class_batch(train, c, _pad_batch(idx, size), ctx.device)
+        x_syn = ctx.subsample_syn(decoded[c])
+        z_real, z_syn = _augment_pair(ctx, x_real, x_syn, strategy)
+        real.append(z_real)
+        fake.append(z_syn)
+    z_real, z_syn = torch.stack(real), torch.stack(fake)
+    classes = torch.arange(len(batches), device=ctx.device)
+    y_real = classes.unsqueeze(1).expand(-1, z_real.shape[1])
+    y_syn = classes.unsqueeze(1).expand(-1, z_syn.shape[1])
+    grads = batched_class_gradients(net, names)
+    g_real = {k: v.detach() for k, v in grads(z_real, y_real).items()}
+    g_syn = grads(z_syn, y_syn)
+    loss = batched_distance(g_real, g_syn, cfg.metric)
+    ctx.opt_img.zero_grad(set_to_none=True)
+    _set_image_grad(ctx, loss)
+    ctx.opt_img.step()
+    return float(loss.detach())
+
+
+def match(ctx: Context, net: nn.Module, names: list[str], step: int, strategy: str) -> float:
+    with ctx.timer.section("clustering"):
+        batches = ctx.sampler.sample(step, ctx.embed_fn(net), ctx.generator)
+    with ctx.timer.section("matching"):
+        if ctx.cfg.formulation == "batched":
+            return match_batched(ctx, net, names, batches, strategy)
+        return match_per_class(ctx, net, names, batches, strategy)
+
+
+# ----------------------------------------------------------------------------------------
+# network updates
+
+
+def train_net_on_real(ctx: Context, net: nn.Module, opt: torch.optim.Optimizer) -> None:
+    """IDC: random real batches (all classes) until ``n_data`` samples, DSA + CutMix."""
+    cfg, train, info = ctx.cfg, ctx.train, ctx.info
+    seen = 0
+    net.train()
+    while seen < cfg.n_data:
+        idx = torch.randperm(len(train), generator=ctx.generator)[: cfg.batch_real]
+        idx_dev = idx.to(train.images.device)
+        x = to_float(train.images[idx_dev].to(ctx.device))
+        y = train.labels[idx_dev].to(ctx.device)
+        x = dsa(info.normalize(x), cfg.net_aug, ctx.generator, per_sample=True)
+        x, y_a, y_b, lam = maybe_cutmix(x, y, cfg.mix_p, ctx.generator)
+        loss = cutmix_loss(net(x), y_a, y_b, lam)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seen += idx.numel()
+
+
+def train_net_on_syn(ctx: Context, net: nn.Module, opt: torch.optim.Optimizer, epochs: int) -> None:
+    """DC/DSA: train the network on the (detached) synthetic set, batch 256."""
+    info, cfg = ctx.info, ctx.cfg
+    x_all = ctx.syn.images.detach()
+    y_all = ctx.syn.labels
+    net.train()
+    for _ in range(epochs):
+        order = torch.randperm(x_all.shape[0], generator=ctx.generator).to(x_all.device)
+        for i in range(0, x_all.shape[0], 256):
+            idx = order[i : i + 256]
+            x = info.normalize(x_all[idx])
+            if cfg.framework == "dsa":
+                x = dsa(x, augment_strategy(ctx, cfg.match_aug), ctx.generator, per_sample=True)
+            loss = F.cross_entropy(net(x), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
+# ----------------------------------------------------------------------------------------
+# the outer iterations
+
+
+def idc_outer(ctx: Context, iteration: int) -> float:
+    """IDC/DREAM: fresh network; inner loop of matching steps with real-data updates."""
+    cfg = ctx.cfg
+    net = ctx.make_net(iteration)
+    opt_net = torch.optim.SGD(net.parameters(), lr=cfg.lr_net, momentum=0.9, weight_decay=5e-4)
+    with torch.no_grad():
+        ctx.syn.images.clamp_(0, 1)
+    reset = getattr(ctx.sampler, "reset", None)
+    if reset is not None:
+        reset()
+    names = matched_parameter_names(net, cfg.match_bias, cfg.match_fc)
+    total = 0.0
+    for step in range(cfg.inner_loop):
+        total += match(ctx, net, names, step, cfg.match_aug)
+        with ctx.timer.section("network_update"):
+            train_net_on_real(ctx, net, opt_net)
+    return total / (cfg.inner_loop * ctx.info.num_classes)
+
+
+def dc_outer(ctx: Context, iteration: int) -> float:
+    """DC / DSA: fresh network; rounds of (match all classes, train net on synthetic)."""
+    cfg = ctx.cfg
+    net = ctx.make_net(iteration)
+    opt_net = torch.optim.SGD(net.parameters(), lr=cfg.lr_net)
+    reset = getattr(ctx.sampler, "reset", None)
+    if reset is not None:
+        reset()
+    names = matched_parameter_names(net, cfg.match_bias, cfg.match_fc)
+    strategy = cfg.match_aug if cfg.framework == "dsa" else "none"
+    total = 0.0
+    for step in range(cfg.inner_loop):
+        total += match(ctx, net, names, step, strategy)
+        if step == cfg.inner_loop - 1:
+            break
+        with ctx.timer.section("network_update"):
+            train_net_on_syn(ctx, net, opt_net, cfg.net_epochs_syn)
+    return total / (cfg.inner_loop * ctx.info.num_classes)
+
+
+def dm_outer(ctx: Context, iteration: int) -> float:
+    """DM: a fresh frozen network; match per-class mean embeddings (one step, all classes)."""
+    cfg, info, syn = ctx.cfg, ctx.info, ctx.syn
+    net = ctx.make_net(iteration)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    with ctx.timer.section("clustering"):
+        batches = ctx.sampler.sample(iteration, ctx.embed_fn(net), ctx.generator)
+    with ctx.timer.section("matching"):
+        real, fake, sizes_r, sizes_s = [], [], [], []
+        decoded = syn.all_decoded()
+        for c, idx in enumerate(batches):
+            z_real, z_syn = _augment_pair(
+                ctx, class_batch(ctx.train, c, idx, ctx.device), decoded[c], cfg.match_aug
+            )
+            real.append(z_real)
+            fake.append(z_syn)
+            sizes_r.append(z_real.shape[0])
+            sizes_s.append(z_syn.shape[0])
+        net.train()
+        with torch.no_grad():
+            f_real = net.embed(torch.cat(real)).split(sizes_r)
+        f_syn = net.embed(torch.cat(fake)).split(sizes_s)
+        loss = sum(
+            (distribution_distance(r, s) for r, s in zip(f_real, f_syn, strict=True)),
+            start=torch.zeros((), device=ctx.device),
+        )
+        ctx.opt_img.zero_grad(set_to_none=True)
+        _set_image_grad(ctx, loss)
+        ctx.opt_img.step()
+    return float(loss.detach()) / info.num_classes
+
+
+FRAMEWORK_STEPS: dict[str, Callable[[Context, int], float]] = {
+    "idc": idc_outer,
+    "dc": dc_outer,
+    "dsa": dc_outer,
+    "dm": dm_outer,
+}

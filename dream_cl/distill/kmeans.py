@@ -1,0 +1,140 @@
+"""k-means in torch, on the run's device, for representative sampling and k-means init.
+
+Replaces the unpinned ``fast_pytorch_kmeans`` of the official code (whose seeding changed
+between versions and could leave empty clusters at the zero vector) with:
+
+- k-means++ seeding driven by an explicit generator (deterministic under a seed);
+- Lloyd iterations until the assignment stops changing (then the centres cannot move, so
+  stopping there is exact) or ``max_iter`` / ``tol`` is reached;
+- an empty cluster is re-seeded at the point farthest from its current centre;
+- :func:`nearest_distinct` picks the samples nearest each centre with no sample taken twice.
+
+All functions take a leading batch dimension (one problem per class), so a whole refresh of
+equally sized classes is one set of batched matrix products instead of a Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class KMeansResult:
+    centers: torch.Tensor  # (B, k, D)
+    assignment: torch.Tensor  # (B, n) int64
+    iterations: int
+
+
+def _sq_dists(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances (B, n, k) via one batched matmul."""
+    c_sq = (c * c).sum(-1)
+    d = x_sq.unsqueeze(-1) - 2.0 * torch.bmm(x, c.transpose(1, 2)) + c_sq.unsqueeze(1)
+    return d.clamp_min_(0.0)
+
+
+def kmeans_pp_init(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding for a batch of problems ``x`` (B, n, D); returns centres (B, k, D).
+
+    Random numbers come from ``generator`` (CPU) so the result is identical on any device.
+    """
+    b, n, _ = x.shape
+    x_sq = (x * x).sum(-1)
+    rows = torch.arange(b, device=x.device)
+    first = torch.randint(n, (b,), generator=generator).to(x.device)
+    centers = [x[rows, first]]
+    closest = _sq_dists(x, centers[0].unsqueeze(1), x_sq).squeeze(-1)  # (B, n)
+    for _ in range(1, k):
+        u = torch.rand(b, generator=generator, dtype=torch.float64).to(x.device)
+        weights = closest.double()
+        total = weights.sum(-1)
+        cum = weights.cumsum(-1)
+        target = (u * total).unsqueeze(-1)
+        idx = torch.searchsorted(cum, target).squeeze(-1).clamp_(max=n - 1)
+        # all points coincide with a centre: fall back to a uniform draw
+        uniform = torch.randint(n, (b,), generator=generator).to(x.device)
+        idx = torch.where(total > 0, idx, uniform)
+        new = x[rows, idx]
+        centers.append(new)
+        closest = torch.minimum(closest, _sq_dists(x, new.unsqueeze(1), x_sq).squeeze(-1))
+    return torch.stack(centers, dim=1)
+
+
+def kmeans(
+    x: torch.Tensor,
+    k: int,
+    generator: torch.Generator,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+) -> KMeansResult:
+    """Lloyd's k-means on ``x`` (B, n, D) or (n, D) with ``k <= n`` clusters."""
+    squeeze = x.ndim == 2
+    if squeeze:
+        x = x.unsqueeze(0)
+    x = x.float()
+    b, n, d = x.shape
+    if not 1 <= k <= n:
+        raise ValueError(f"k-means needs 1 <= k <= n, got k={k}, n={n}")
+    x_sq = (x * x).sum(-1)
+    centers = kmeans_pp_init(x, k, generator)
+    assignment = torch.full((b, n), -1, dtype=torch.int64, device=x.device)
+    iterations = 0
+    for it in range(1, max_iter + 1):
+        iterations = it
+        dist = _sq_dists(x, centers, x_sq)
+        new_assignment = dist.argmin(-1)
+        if torch.equal(new_assignment, assignment):
+            break
+        assignment = new_assignment
+        one_hot = torch.zeros(b, n, k, device=x.device, dtype=x.dtype)
+        one_hot.scatter_(2, assignment.unsqueeze(-1), 1.0)
+        counts = one_hot.sum(1)  # (B, k)
+        sums = torch.bmm(one_hot.transpose(1, 2), x)  # (B, k, D)
+        new_centers = sums / counts.clamp_min(1.0).unsqueeze(-1)
+        empty = counts == 0
+        if bool(empty.any()):
+            # re-seed each empty cluster at the point farthest from its assigned centre
+            own = dist.gather(2, assignment.unsqueeze(-1)).squeeze(-1)  # (B, n)
+            for bi, ki in empty.nonzero().tolist():
+                far = int(own[bi].argmax())
+                new_centers[bi, ki] = x[bi, far]
+                own[bi, far] = -1.0
+        shift = ((new_centers - centers) ** 2).sum(dim=(1, 2)).max()
+        centers = new_centers
+        if float(shift) <= tol:
+            break
+    result = KMeansResult(
+        centers, assignment if assignment.min() >= 0 else dist.argmin(-1), iterations
+    )
+    if squeeze:
+        return KMeansResult(result.centers[0], result.assignment[0], iterations)
+    return result
+
+
+def nearest_distinct(x: torch.Tensor, centers: torch.Tensor, per_center: int = 1) -> torch.Tensor:
+    """Indices of the ``per_center`` samples nearest each centre, never the same sample twice.
+
+    ``x`` (n, D), ``centers`` (k, D); returns (k * per_center,) int64, centre-major. Centres
+    choose greedily in rounds: in each round every centre takes its nearest free sample,
+    centres with the closest candidates first. Needs ``k * per_center <= n``.
+    """
+    k, n = centers.shape[0], x.shape[0]
+    need = k * per_center
+    if need > n:
+        raise ValueError(f"cannot take {need} distinct samples from {n}")
+    dist = torch.cdist(centers.float(), x.float())  # (k, n)
+    # a centre never needs more than `need` candidates: at most need-1 are taken by others
+    cand_dist, cand_idx = dist.topk(min(n, need), dim=1, largest=False)
+    cand_dist, cand_idx = cand_dist.tolist(), cand_idx.tolist()
+    taken: set[int] = set()
+    pointer = [0] * k
+    picks = [[0] * per_center for _ in range(k)]
+    for r in range(per_center):
+        for c in sorted(range(k), key=lambda c: cand_dist[c][pointer[c]]):
+            while cand_idx[c][pointer[c]] in taken:
+                pointer[c] += 1
+            idx = cand_idx[c][pointer[c]]
+            taken.add(idx)
+            picks[c][r] = idx
+    return torch.tensor(picks, dtype=torch.int64, device=x.device).reshape(-1)

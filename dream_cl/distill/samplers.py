@@ -1,0 +1,195 @@
+"""Real-batch samplers: which real images of each class a matching step compares against.
+
+This is the paper's central abstraction. Every framework loop asks a sampler for one batch
+of indices per class and hands it an ``embed`` function (the current network's features);
+the sampler never knows which framework is calling.
+
+- :class:`RandomSampler`: the baseline, a fresh random mini-batch per class and step.
+- :class:`RepresentativeSampler`: DREAM. Per class, k-means with ``n_clusters`` centres on
+  the current network's embedding of the class's real images, then the ``per_cluster``
+  samples nearest each centre; refreshed every ``interval`` steps and reused in between.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from dream_cl.data.base import DatasetSplit
+from dream_cl.distill.kmeans import kmeans, nearest_distinct
+
+EmbedFn = Callable[[torch.Tensor], torch.Tensor]
+"""Maps a batch of real images (float [0,1], on the run's device) to features (N, D)."""
+
+
+class RealSampler(Protocol):
+    """One batch of class-local indices per class for step ``step`` of the current network."""
+
+    name: str
+
+    def sample(
+        self, step: int, embed: EmbedFn, generator: torch.Generator
+    ) -> list[torch.Tensor]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def class_batch(
+    data: DatasetSplit, c: int, idx: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    """Float [0,1] images of class ``c`` at class-local indices ``idx``, on ``device``."""
+    from dream_cl.data.base import to_float
+
+    images = data.class_images(c)
+    return to_float(images[idx.to(images.device)].to(device, non_blocking=True))
+
+
+@dataclass
+class RandomSampler:
+    """A uniformly random batch per class and step (without replacement within a batch).
+
+    A class with fewer than ``batch_size`` images contributes all of them.
+    """
+
+    data: DatasetSplit
+    batch_size: int
+    name: str = "random"
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def sample(self, step: int, embed: EmbedFn, generator: torch.Generator) -> list[torch.Tensor]:
+        out = []
+        for c in range(self.data.num_classes):
+            n = self.data.class_count(c)
+            out.append(torch.randperm(n, generator=generator)[: min(self.batch_size, n)])
+        return out
+
+
+@dataclass
+class SamplerStats:
+    """Where the representative sampler's time went (seconds), for the time breakdown."""
+
+    refreshes: int = 0
+    embed_seconds: float = 0.0
+    kmeans_seconds: float = 0.0
+    select_seconds: float = 0.0
+    distinct_counts: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RepresentativeSampler:
+    """DREAM's representative matching.
+
+    ``n_clusters`` = N (the official code uses the real batch size, 128), ``per_cluster`` = n
+    (1), ``interval`` = I_int (10). Features are computed on *normalised* images through the
+    ``embed`` function the caller provides (the official code embedded raw [0,1] images while
+    training on normalised ones; see docs/fidelity.md).
+
+    A class with at most ``n_clusters * per_cluster`` images has nothing to choose between:
+    all its images form the batch (clustering them would return each image once anyway).
+    ``candidates`` limits clustering to a random subset of each class per refresh (None =
+    the whole class, as the paper does); it trades representativeness for speed.
+    """
+
+    data: DatasetSplit
+    n_clusters: int = 128
+    per_cluster: int = 1
+    interval: int = 10
+    max_iter: int = 100
+    tol: float = 1e-4
+    candidates: int | None = None
+    embed_batch: int = 1024
+    name: str = "representative"
+    stats: SamplerStats = field(default_factory=SamplerStats)
+    _cached: list[torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def batch_size(self) -> int:
+        return self.n_clusters * self.per_cluster
+
+    def reset(self) -> None:
+        """Forget the cached batch (a new network is coming)."""
+        self._cached = None
+
+    def state_dict(self) -> dict:
+        """The cached batch, so a checkpoint taken between refreshes resumes exactly."""
+        return {
+            "cached": None if self._cached is None else [b.cpu() for b in self._cached],
+            "stats": dataclasses.asdict(self.stats),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._cached = state.get("cached")
+        if "stats" in state:
+            self.stats = SamplerStats(**state["stats"])
+
+    def sample(self, step: int, embed: EmbedFn, generator: torch.Generator) -> list[torch.Tensor]:
+        if self._cached is None or step % self.interval == 0:
+            self._cached = self.refresh(embed, generator)
+        return self._cached
+
+    @torch.no_grad()
+    def features(self, c: int, idx: torch.Tensor | None, embed: EmbedFn) -> torch.Tensor:
+        """Embeddings of class ``c`` (optionally a subset), in chunks to bound memory."""
+        import time
+
+        from dream_cl.data.base import to_float
+
+        images = self.data.class_images(c)
+        if idx is not None:
+            images = images[idx.to(images.device)]
+        t0 = time.perf_counter()
+        feats = [
+            embed(to_float(images[i : i + self.embed_batch])).float()
+            for i in range(0, images.shape[0], self.embed_batch)
+        ]
+        self.stats.embed_seconds += time.perf_counter() - t0
+        return torch.cat(feats)
+
+    def refresh(self, embed: EmbedFn, generator: torch.Generator) -> list[torch.Tensor]:
+        """Re-cluster every class with the current network; returns the new batches."""
+        import time
+
+        need = self.batch_size
+        batches: list[torch.Tensor | None] = [None] * self.data.num_classes
+        pending: list[tuple[int, torch.Tensor | None, torch.Tensor]] = []
+        for c in range(self.data.num_classes):
+            n = self.data.class_count(c)
+            if n <= need:
+                batches[c] = torch.arange(n)
+                continue
+            subset = None
+            if self.candidates is not None and self.candidates < n:
+                subset = torch.randperm(n, generator=generator)[: max(self.candidates, need)]
+                subset = subset.sort().values
+            pending.append((c, subset, self.features(c, subset, embed)))
+        # classes of equal size are clustered together in one batched problem
+        by_size: dict[int, list[int]] = {}
+        for j, (_, _, feats) in enumerate(pending):
+            by_size.setdefault(feats.shape[0], []).append(j)
+        for group in by_size.values():
+            feats = torch.stack([pending[j][2] for j in group])
+            t0 = time.perf_counter()
+            result = kmeans(feats, self.n_clusters, generator, self.max_iter, self.tol)
+            t1 = time.perf_counter()
+            for gi, j in enumerate(group):
+                c, subset, f = pending[j]
+                local = nearest_distinct(f, result.centers[gi], self.per_cluster).cpu()
+                batches[c] = subset[local] if subset is not None else local
+            self.stats.kmeans_seconds += t1 - t0
+            self.stats.select_seconds += time.perf_counter() - t1
+        self.stats.refreshes += 1
+        return [b for b in batches if b is not None]
+
+
+SAMPLERS = ("random", "representative")

@@ -1,0 +1,498 @@
+"""The synthetic set (init, multi-formation) and the distillation engine end to end, tiny."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dream_cl.artifact import load_image_set
+from dream_cl.data.base import DatasetInfo, DatasetSplit, to_float
+from dream_cl.distill import engine
+from dream_cl.distill.config import DistillConfig, resolve_config
+from dream_cl.distill.synthetic import SyntheticSet, initialize
+from dream_cl.errors import UserError
+from dream_cl.formation import decode
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits when the 2 cores are shared
+    (measured 0.1 s vs 10 s per tiny run under contention); restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+NUM_CLASSES = 3
+PER_CLASS = 30
+
+
+@lru_cache(maxsize=1)
+def _digits() -> DatasetSplit:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor((d.images * 255 / 16).round(), dtype=torch.uint8).unsqueeze(1)
+    y = torch.tensor(d.target)
+    names = tuple(str(c) for c in range(NUM_CLASSES))
+    info = DatasetInfo("digits", 1, 8, names, (0.3,), (0.4,))
+    parts = [x[y == c][:PER_CLASS] for c in range(NUM_CLASSES)]
+    labels = torch.arange(NUM_CLASSES).repeat_interleave(PER_CLASS)
+    return DatasetSplit(torch.cat(parts), labels, info)
+
+
+@pytest.fixture
+def train() -> DatasetSplit:
+    return _digits()
+
+
+def flat_embed(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(1)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def tiny(framework: str = "idc", ipc: int = 2, **overrides) -> DistillConfig:
+    """A few seconds at most on 2 cores, every mechanism still exercised."""
+    values = {
+        "device": "cpu",
+        "iterations": 2,
+        "width": 8,
+        "n_clusters": 6,
+        "batch_real": 6,
+        "n_data": 12,
+        "batch_syn_max": 8,
+        "interval": 2,
+    }
+    if framework == "idc":
+        values["inner_loop"] = 3
+    if framework in ("dc", "dsa"):
+        values.update(inner_loop=2, net_epochs_syn=1)
+    values.update(overrides)
+    return resolve_config(
+        "digits", ipc, framework=framework, preset="cpu", image_size=8, overrides=values
+    )
+
+
+def row_index(rows: torch.Tensor, table: torch.Tensor) -> list[int]:
+    """For each row of ``rows``, the indices of the exactly equal rows of ``table``."""
+    eq = (rows.flatten(1).unsqueeze(1) == table.flatten(1).unsqueeze(0)).all(-1)
+    return [eq[i].nonzero().flatten().tolist() for i in range(rows.shape[0])]
+
+
+# ----------------------------------------------------------------------------------------
+# initialisation and multi-formation
+
+
+def test_kmeans_init_factor1_stores_distinct_real_images_of_the_class(train):
+    ipc = 4
+    syn = initialize(
+        train, ipc, 1, "kmeans", embed=flat_embed, generator=gen(), device=torch.device("cpu")
+    )
+    assert syn.images.shape == (NUM_CLASSES * ipc, 1, 8, 8) and syn.images.requires_grad
+    assert torch.equal(syn.labels, torch.arange(NUM_CLASSES).repeat_interleave(ipc))
+    real = to_float(train.images)
+    for c in range(NUM_CLASSES):
+        matches = row_index(syn.class_stored(c).detach(), real)
+        assert all(m for m in matches), "a stored image is not a real image"
+        sources = [m[0] for m in matches]
+        assert all(train.labels[s] == c for s in sources)  # of its own class
+        assert len(set(sources)) == ipc  # never the same image twice
+    again = initialize(
+        train, ipc, 1, "kmeans", embed=flat_embed, generator=gen(), device=torch.device("cpu")
+    )
+    other = initialize(
+        train, ipc, 1, "kmeans", embed=flat_embed, generator=gen(1), device=torch.device("cpu")
+    )
+    assert torch.equal(syn.images, again.images)
+    assert not torch.equal(syn.images, other.images)
+
+
+def test_kmeans_init_never_repeats_an_image_even_if_centres_coincide(train, monkeypatch):
+    from dream_cl.distill import synthetic
+    from dream_cl.distill.kmeans import KMeansResult
+
+    def collapsed(x: torch.Tensor, k: int, generator: torch.Generator, *args) -> KMeansResult:
+        centre = x.mean(0, keepdim=True)
+        return KMeansResult(centre.repeat(k, 1), torch.zeros(x.shape[0], dtype=torch.int64), 1)
+
+    monkeypatch.setattr(synthetic, "kmeans", collapsed)
+    ipc = 5
+    syn = initialize(train, ipc, 1, "kmeans", embed=flat_embed, generator=gen(), device="cpu")
+    real = to_float(train.images)
+    for c in range(NUM_CLASSES):
+        sources = [m[0] for m in row_index(syn.class_stored(c).detach(), real)]
+        assert len(set(sources)) == ipc
+        # they are the ipc images nearest the (common) centre
+        feats = train.class_float(c).flatten(1)
+        nearest = (feats - feats.mean(0)).norm(dim=1).topk(ipc, largest=False).indices
+        assert set(sources) == {int(train.offsets[c]) + int(i) for i in nearest}
+
+
+def _quadrants(img: torch.Tensor) -> list[torch.Tensor]:
+    return [img[:, i * 4 : (i + 1) * 4, j * 4 : (j + 1) * 4] for i in range(2) for j in range(2)]
+
+
+def test_kmeans_init_factor2_tiles_nearest_downsampled_real_images(train):
+    ipc = 2
+    syn = initialize(
+        train, ipc, 2, "kmeans", embed=flat_embed, generator=gen(), device=torch.device("cpu")
+    )
+    assert syn.images.shape == (NUM_CLASSES * ipc, 1, 8, 8)
+    for c in range(NUM_CLASSES):
+        small = F.interpolate(train.class_float(c), size=(4, 4), mode="nearest")
+        sources = []
+        for img in syn.class_stored(c).detach():
+            for q in _quadrants(img):
+                m = row_index(q.unsqueeze(0), small)[0]
+                assert m, "a tile is not a nearest-downsampled real image of the class"
+                sources.append(m[0])
+        assert len(set(sources)) == ipc * 4  # ipc * f^2 distinct real images
+
+
+def test_random_init_factor2_group_order(train):
+    """Group k = i*f + j of the picks (in draw order) fills tile (i, j) of every image."""
+    ipc, f = 2, 2
+    syn = initialize(train, ipc, f, "random", embed=None, generator=gen(5), device="cpu")
+    g = gen(5)
+    for c in range(NUM_CLASSES):
+        picks = torch.randperm(train.class_count(c), generator=g)[: ipc * f * f]
+        small = F.interpolate(train.class_float(c)[picks], size=(4, 4), mode="nearest")
+        for n, img in enumerate(syn.class_stored(c).detach()):
+            for k, q in enumerate(_quadrants(img)):
+                assert torch.equal(q, small[k * ipc + n])
+
+
+def test_decode_factor2_order_labels_and_consistency(train):
+    ipc = 2
+    syn = initialize(train, ipc, 2, "random", embed=None, generator=gen(), device="cpu")
+    images, labels = decode(syn.images, syn.labels, 2)
+    assert images.shape == (NUM_CLASSES * ipc * 4, 1, 8, 8)
+    assert torch.equal(labels, syn.labels.repeat(4))  # parent labels, tile-major
+    stored = syn.images.detach()
+    for t, (i, j) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        for n in range(NUM_CLASSES * ipc):
+            tile = stored[n : n + 1, :, i * 4 : (i + 1) * 4, j * 4 : (j + 1) * 4]
+            up = F.interpolate(tile, size=(8, 8), mode="bilinear", align_corners=False)
+            torch.testing.assert_close(images[t * NUM_CLASSES * ipc + n], up[0])
+    everything = syn.all_decoded()
+    assert everything.shape == (NUM_CLASSES, ipc * 4, 1, 8, 8)
+    for c in range(NUM_CLASSES):
+        assert torch.equal(everything[c], syn.class_decoded(c))
+        # class_decoded is tile-major within the class: tile t of image n at t*ipc + n
+        for t in range(4):
+            for n in range(ipc):
+                assert torch.equal(
+                    syn.class_decoded(c)[t * ipc + n], images[t * NUM_CLASSES * ipc + c * ipc + n]
+                )
+    everything[1].sum().backward()  # differentiable, and only class 1's images get gradient
+    grad = syn.images.grad
+    assert grad is not None
+    per_class = grad.abs().view(NUM_CLASSES, -1).sum(1)
+    assert per_class[1] > 0 and per_class[0] == 0 and per_class[2] == 0
+
+
+def test_too_few_images_for_ipc_times_factor_squared(train):
+    keep = torch.cat([torch.arange(35), torch.arange(60, 90)])  # class 1 has only 5 images
+    small = DatasetSplit(train.images[keep], train.labels[keep], train.info)
+    with pytest.raises(UserError, match="ipc"):
+        initialize(small, 2, 2, "kmeans", embed=flat_embed, generator=gen(), device="cpu")
+    with pytest.raises(UserError):
+        initialize(small, 6, 1, "random", embed=None, generator=gen(), device="cpu")
+    syn = initialize(small, 5, 1, "random", embed=None, generator=gen(), device="cpu")
+    assert syn.images.shape[0] == NUM_CLASSES * 5  # exactly the class size is fine
+    with pytest.raises(UserError, match="init"):
+        initialize(train, 1, 1, "zeros", embed=None, generator=gen(), device="cpu")
+
+
+def test_noise_init_in_unit_range(train):
+    syn = initialize(train, 50, 2, "noise", embed=None, generator=gen(), device="cpu")
+    x = syn.images.detach()
+    assert x.shape == (NUM_CLASSES * 50, 1, 8, 8)  # noise needs no real images: ipc > class
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    assert 0.45 < float(x.mean()) < 0.55 and float(x.std()) > 0.1
+
+
+def test_matching_augmentation_is_siamese(train):
+    """Real and synthetic halves of one class share one DSA draw (identical in, identical out)."""
+    from types import SimpleNamespace
+
+    from dream_cl.distill.frameworks import _augment_pair
+
+    ctx = SimpleNamespace(info=train.info, generator=gen(3), cfg=SimpleNamespace(framework="idc"))
+    x = train.class_float(0)[:4]
+    outs = [
+        _augment_pair(ctx, x, x.clone(), "color_crop_cutout_flip_scale_rotate") for _ in range(5)
+    ]
+    for real, syn in outs:
+        assert torch.equal(real, syn)
+    assert not torch.equal(outs[0][0], outs[1][0])  # but a fresh draw each call
+
+
+# ----------------------------------------------------------------------------------------
+# the engine
+
+
+def test_networks_are_seeded_by_run_seed_and_iteration(train):
+    from dream_cl.distill.frameworks import Context, Timer
+
+    def net_params(seed: int, iteration: int) -> torch.Tensor:
+        cfg = tiny("idc", seed=seed)
+        ctx = Context(
+            cfg, train, None, None, None, gen(), torch.device("cpu"), Timer(torch.device("cpu"))
+        )
+        return torch.cat([p.detach().flatten() for p in ctx.make_net(iteration).parameters()])
+
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = net_params(3, 5)
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is left alone
+    assert torch.equal(a, net_params(3, 5))
+    assert not torch.equal(a, net_params(4, 5))
+    assert not torch.equal(a, net_params(3, 6))
+
+
+def make_ctx(cfg: DistillConfig, train: DatasetSplit):
+    """A framework context as the engine builds it (random init, CPU)."""
+    from dream_cl.distill.frameworks import Context, Timer
+
+    g = gen(cfg.seed)
+    syn = initialize(train, cfg.ipc, cfg.factor, "random", embed=None, generator=g, device="cpu")
+    opt = torch.optim.SGD([syn.images], lr=cfg.lr_img, momentum=cfg.momentum_img)
+    sampler = engine.make_sampler(cfg, train)
+    scale = engine._grad_scale(cfg, train, torch.device("cpu"))
+    return Context(
+        cfg, train, syn, opt, sampler, g, torch.device("cpu"), Timer(torch.device("cpu")), scale
+    )
+
+
+@pytest.mark.parametrize("framework", ["dc", "dm"])
+def test_image_step_equals_the_papers_step_on_normalised_images(train, framework):
+    """DC/DSA/DM step on z = (x - m)/s in their papers: the engine scales the x-gradient by s^2."""
+    from dream_cl.distill.frameworks import _set_image_grad
+
+    ctx = make_ctx(tiny(framework, lr_img=0.3), train)
+    assert engine._grad_scale(tiny("idc"), train, torch.device("cpu")) is None  # IDC: none
+    x = ctx.syn.images
+    x0 = x.detach().clone()
+    m, s = train.info.mean[0], train.info.std[0]
+    w = torch.rand(x.shape, generator=gen(1))
+    z = train.info.normalize(x)
+    _set_image_grad(ctx, (w * z**2).sum())
+    ctx.opt_img.step()  # first step: momentum buffer = gradient
+    z0 = (x0 - m) / s
+    expected = (z0 - 0.3 * 2 * w * z0) * s + m
+    torch.testing.assert_close(x.detach(), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_idc_clamps_images_at_each_outer_iteration_and_trains_the_net(train, monkeypatch):
+    from dream_cl.distill import frameworks
+
+    cfg = tiny("idc", lr_img=1e-12, inner_loop=3, n_data=12, batch_real=6)
+    ctx = make_ctx(cfg, train)
+    with torch.no_grad():
+        ctx.syn.images.mul_(3).sub_(1)  # far outside [0, 1]
+    steps: list[int] = []
+    original = frameworks.train_net_on_real
+
+    def spy(ctx_, net, opt):
+        before = [p.detach().clone() for p in net.parameters()]
+        calls = []
+        step = opt.step
+        monkeypatch.setattr(opt, "step", lambda *a, **k: (calls.append(1), step(*a, **k))[1])
+        original(ctx_, net, opt)
+        moved = any(not torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))
+        assert moved
+        steps.append(len(calls))
+
+    monkeypatch.setattr(frameworks, "train_net_on_real", spy)
+    frameworks.idc_outer(ctx, 0)
+    x = ctx.syn.images.detach()
+    assert float(x.min()) > -1e-6 and float(x.max()) < 1 + 1e-6
+    assert steps == [2, 2, 2]  # after every matching step: n_data / batch_real SGD steps
+
+
+def test_dc_trains_the_net_on_synthetic_data_between_rounds(train, monkeypatch):
+    from dream_cl.distill import frameworks
+
+    calls: list[int] = []
+    original = frameworks.train_net_on_syn
+
+    def spy(ctx_, net, opt, epochs):
+        calls.append(epochs)
+        original(ctx_, net, opt, epochs)
+
+    monkeypatch.setattr(frameworks, "train_net_on_syn", spy)
+    cfg = tiny("dc", inner_loop=3, net_epochs_syn=2)
+    frameworks.dc_outer(make_ctx(cfg, train), 0)
+    assert calls == [2, 2]  # not after the last round (as DC's loop breaks there)
+
+
+class InitRecorder:
+    """Wraps ``initialize`` to keep the synthetic set (its images are updated in place)."""
+
+    def __init__(self) -> None:
+        self.sets: list[SyntheticSet] = []
+        self.initial: list[torch.Tensor] = []
+
+    def __call__(self, *args, **kwargs) -> SyntheticSet:
+        syn = initialize(*args, **kwargs)
+        self.sets.append(syn)
+        self.initial.append(syn.images.detach().clone())
+        return syn
+
+
+@pytest.fixture
+def recorder(monkeypatch) -> InitRecorder:
+    rec = InitRecorder()
+    monkeypatch.setattr(engine, "initialize", rec)
+    return rec
+
+
+@pytest.mark.parametrize("framework", ["idc", "dc", "dsa", "dm"])
+@pytest.mark.parametrize("sampler", ["random", "representative"])
+def test_every_framework_runs_with_every_sampler(train, recorder, framework, sampler):
+    init = "kmeans" if sampler == "representative" else "random"
+    cfg = tiny(framework, sampler=sampler, init=init)
+    result = engine.distill(cfg, train)
+    losses = result.metrics["losses"]
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    final = recorder.sets[0].images.detach()
+    assert torch.isfinite(final).all()
+    assert not torch.equal(final, recorder.initial[0])
+    changed = (final - recorder.initial[0]).abs().view(NUM_CLASSES, -1).sum(1)
+    assert torch.all(changed > 0)  # every class's images moved
+    expected = f"dream-{framework}" if sampler == "representative" else framework
+    assert result.metrics["method"] == expected
+    assert result.image_set.num_stored == NUM_CLASSES * 2
+    refreshes = (result.metrics["sampler"] or {}).get("refreshes", 0)
+    assert (refreshes > 0) == (sampler == "representative")
+
+
+@pytest.mark.parametrize("framework", ["idc", "dc"])
+def test_per_class_and_batched_agree_on_the_first_step(train, recorder, framework):
+    """Before any image update both formulations see the same draws and the same images.
+
+    They differ in how the optimiser's momentum carries: per-class, each later class step
+    moves class c's images again by its decaying momentum (0.5^k), as the official code does.
+    """
+    runs = {}
+    for form in ("per-class", "batched"):
+        cfg = tiny(framework, iterations=1, inner_loop=1, formulation=form)
+        loss = engine.distill(cfg, train).metrics["losses"][0]
+        runs[form] = (loss, recorder.sets[-1].images.detach(), recorder.initial[-1])
+    (l_pc, x_pc, x0), (l_b, x_b, x0_b) = runs["per-class"], runs["batched"]
+    assert torch.equal(x0, x0_b)
+    assert l_pc == pytest.approx(l_b, rel=1e-4)
+    step_b = (x0 - x_b).view(NUM_CLASSES, -1)
+    step_pc = (x0 - x_pc).view(NUM_CLASSES, -1)
+    for c in range(NUM_CLASSES):
+        carry = sum(0.5**k for k in range(NUM_CLASSES - c))
+        torch.testing.assert_close(step_pc[c], step_b[c] * carry, atol=1e-6, rtol=1e-3)
+
+
+def _run_in_two_parts(cfg: DistillConfig, train, out: Path, stop_after: int):
+    partial = engine.distill(cfg, train, out=out, stop_after=stop_after)
+    assert len(partial.metrics["losses"]) == stop_after
+    assert (out / "checkpoint.pt").exists() and (out / "metrics.partial.json").exists()
+    assert not (out / "images.pt").exists()  # no final artifact for an unfinished run
+    return engine.distill(cfg, train, out=out, resume=True)
+
+
+@pytest.mark.parametrize(
+    ("framework", "overrides", "stop_after"),
+    [
+        # IDC, DREAM sampler, stop between two regular checkpoints
+        ("idc", {"iterations": 4, "checkpoint_every": 3, "interval": 2}, 2),
+        # DM: the sampler cache spans iterations (interval 3), stop at 4 (4 % 3 != 0), and
+        # checkpoints every 2: the resumed run must reuse the cached batch of iteration 3
+        ("dm", {"iterations": 7, "checkpoint_every": 2, "interval": 3}, 4),
+    ],
+)
+def test_resume_is_bit_identical(train, tmp_path, framework, overrides, stop_after):
+    cfg = tiny(framework, **overrides)
+    whole = engine.distill(cfg, train, out=tmp_path / "whole")
+    resumed = _run_in_two_parts(cfg, train, tmp_path / "parts", stop_after)
+    assert torch.equal(whole.image_set.images, resumed.image_set.images)
+    assert whole.metrics["losses"] == resumed.metrics["losses"]
+    saved = load_image_set(tmp_path / "parts")
+    assert torch.equal(saved.images, whole.image_set.images)
+
+
+def test_resume_refuses_changed_settings_and_fresh_run_refuses_used_dir(train, tmp_path):
+    cfg = tiny("dm", iterations=3)
+    engine.distill(cfg, train, out=tmp_path, stop_after=1)
+    changed = tiny("dm", iterations=3, lr_img=0.5)
+    with pytest.raises(UserError, match="lr_img"):
+        engine.distill(changed, train, out=tmp_path, resume=True)
+    with pytest.raises(UserError, match="resume"):
+        engine.distill(cfg, train, out=tmp_path)  # a checkpoint exists: no silent overwrite
+    with pytest.raises(UserError, match="checkpoint"):
+        engine.distill(cfg, train, out=tmp_path / "empty", resume=True)
+    # settings that do not change the result may differ (here: a longer run)
+    longer = engine.distill(tiny("dm", iterations=4), train, out=tmp_path, resume=True)
+    assert len(longer.metrics["losses"]) == 4
+    reference = engine.distill(tiny("dm", iterations=4), train)
+    assert torch.equal(longer.image_set.images, reference.image_set.images)
+
+
+def test_output_folder_and_metrics(train, tmp_path):
+    cfg = tiny("idc", iterations=2)
+    result = engine.distill(cfg, train, out=tmp_path)
+    for name in ("images.pt", "meta.json", "grid.png", "metrics.json", "config.json"):
+        assert (tmp_path / name).is_file(), name
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(metrics["losses"]) == cfg.iterations
+    assert {"clustering", "matching", "network_update"} <= set(metrics["time_seconds"])
+    assert all(v >= 0 for v in metrics["time_seconds"].values())
+    assert metrics["method"] == "dream-idc"
+    assert json.loads((tmp_path / "config.json").read_text()) == cfg.to_dict()
+    saved = load_image_set(tmp_path)
+    assert torch.equal(saved.images, result.image_set.images)
+    assert torch.equal(saved.labels, torch.arange(NUM_CLASSES).repeat_interleave(cfg.ipc))
+    assert saved.factor == cfg.factor == 2
+    assert float(saved.images.min()) >= 0 and float(saved.images.max()) <= 1
+    assert DistillConfig.from_dict(saved.meta["config"]) == cfg
+
+
+@pytest.mark.parametrize("framework", ["idc", "dm"])
+def test_same_seed_same_images_different_seed_different(train, framework):
+    a = engine.distill(tiny(framework, iterations=1, seed=3), train).image_set.images
+    b = engine.distill(tiny(framework, iterations=1, seed=3), train).image_set.images
+    c = engine.distill(tiny(framework, iterations=1, seed=4), train).image_set.images
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_dsa_and_dm_apply_one_op_group_per_call_idc_stacks_them():
+    from types import SimpleNamespace
+
+    from dream_cl.distill.frameworks import augment_strategy
+
+    strategy = "color_crop_cutout_flip_scale_rotate"
+    idc = SimpleNamespace(cfg=SimpleNamespace(framework="idc"), generator=gen(0))
+    assert augment_strategy(idc, strategy) == strategy
+    for framework in ("dsa", "dm"):
+        ctx = SimpleNamespace(cfg=SimpleNamespace(framework=framework), generator=gen(0))
+        picks = {augment_strategy(ctx, strategy) for _ in range(200)}
+        assert picks == set(strategy.split("_"))
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [({"metric": "l2"}, "metric"), ({"model": "vgg"}, "model"), ({"match_aug": "blur"}, "blur")],
+)
+def test_config_rejects_bad_settings_before_any_work(override, needle):
+    from dream_cl.distill.config import resolve_config
+    from dream_cl.errors import UserError
+
+    with pytest.raises(UserError, match=needle):
+        resolve_config("digits", 1, preset="cpu", image_size=8, overrides=override)
