@@ -15,7 +15,7 @@ from typing import Any
 from dream_cl.errors import UserError
 
 FRAMEWORKS = ("idc", "dc", "dsa", "dm")
-FORMULATIONS = ("per-class", "batched")
+FORMULATIONS = ("per-class", "joint", "batched")
 PRESETS = ("paper", "cpu")
 
 
@@ -49,7 +49,8 @@ class DistillConfig:
     lr_img: float = 1e-4
     momentum_img: float = 0.5
     formulation: str = "per-class"
-    """per-class: one image step per class (official); batched: one step for all classes."""
+    """per-class: one image step per class (IDC official); joint: class losses summed, one
+    step (DC/DSA official); batched: as joint, all classes in one vectorised pass."""
     # matching objective
     metric: str = "l1"
     match_bias: bool = False
@@ -92,7 +93,7 @@ class DistillConfig:
         if self.init not in ("kmeans", "random", "noise"):
             bad(f"unknown init '{self.init}'; use kmeans, random or noise")
         if self.formulation not in FORMULATIONS:
-            bad(f"unknown formulation '{self.formulation}'; use per-class or batched")
+            bad(f"unknown formulation '{self.formulation}'; use {', '.join(FORMULATIONS)}")
         for name in (
             "ipc",
             "factor",
@@ -197,7 +198,7 @@ def paper_config(dataset: str, ipc: int, framework: str, image_size: int) -> dic
             match_fc=True,
             mix_p=0.0,
             match_aug="none" if framework == "dc" else "color_crop_cutout_flip_scale_rotate",
-            formulation="batched",
+            formulation="joint",
         )
     if framework == "dm":
         cfg.update(
@@ -208,7 +209,7 @@ def paper_config(dataset: str, ipc: int, framework: str, image_size: int) -> dic
             n_clusters=256,
             lr_img=1.0,
             match_aug="color_crop_cutout_flip_scale_rotate",
-            formulation="batched",
+            formulation="joint",
         )
     return cfg
 
@@ -234,6 +235,9 @@ def cpu_config(dataset: str, ipc: int, framework: str, image_size: int) -> dict[
         cfg["interval"] = 5
     else:
         cfg.update(iterations=400, batch_real=64, n_clusters=64, interval=10)
+    # cluster a random pool of 16 candidates per centre instead of the whole class: embedding
+    # 6,000 images per class at every refresh would dominate a CPU run
+    cfg["candidates"] = 16 * cfg["n_clusters"]
     return cfg
 
 

@@ -132,7 +132,7 @@ def cfg_model_options(cfg: DistillConfig) -> dict:
     return {}
 
 
-def _set_image_grad(ctx: Context, loss: torch.Tensor) -> None:
+def _image_grad(ctx: Context, loss: torch.Tensor) -> torch.Tensor:
     """d loss / d images only (skips the network's parameter gradients we never use).
 
     ``ctx.grad_scale`` (DC/DSA/DM) turns the step into the one the original papers take on
@@ -141,7 +141,11 @@ def _set_image_grad(ctx: Context, loss: torch.Tensor) -> None:
     (grad,) = torch.autograd.grad(loss, [ctx.syn.images])
     if ctx.grad_scale is not None:
         grad = grad * ctx.grad_scale
-    ctx.syn.images.grad = grad
+    return grad
+
+
+def _set_image_grad(ctx: Context, loss: torch.Tensor) -> None:
+    ctx.syn.images.grad = _image_grad(ctx, loss)
 
 
 # ----------------------------------------------------------------------------------------
@@ -174,13 +178,23 @@ def _augment_pair(
 
 
 def match_per_class(
-    ctx: Context, net: nn.Module, names: list[str], batches: list[torch.Tensor], strategy: str
+    ctx: Context,
+    net: nn.Module,
+    names: list[str],
+    batches: list[torch.Tensor],
+    strategy: str,
+    step_each: bool = True,
 ) -> float:
-    """Official formulation: one matching loss and one image step per class."""
+    """Class by class: one matching loss per class.
+
+    ``step_each`` (IDC/DREAM official) takes one image step per class; otherwise (DC/DSA
+    official, "joint") the class gradients are summed and one step is taken.
+    """
     cfg, syn = ctx.cfg, ctx.syn
     params_by_name = dict(net.named_parameters())
     params = [params_by_name[n] for n in names]
     total = 0.0
+    summed: torch.Tensor | None = None
     for c, idx in enumerate(batches):
         x_real = class_batch(ctx.train, c, idx, ctx.device)
         x_syn = ctx.subsample_syn(syn.class_decoded(c))
@@ -190,10 +204,18 @@ def match_per_class(
         g_real = [g.detach() for g in class_gradients(net, params, z_real, y_real, False)]
         g_syn = class_gradients(net, params, z_syn, y_syn, True)
         loss = gradient_distance(g_real, g_syn, cfg.metric)
-        ctx.opt_img.zero_grad(set_to_none=True)
-        _set_image_grad(ctx, loss)
-        ctx.opt_img.step()
+        grad = _image_grad(ctx, loss)
+        if step_each:
+            ctx.opt_img.zero_grad(set_to_none=True)
+            syn.images.grad = grad
+            ctx.opt_img.step()
+        else:
+            summed = grad if summed is None else summed + grad
         total += float(loss.detach())
+    if summed is not None:
+        ctx.opt_img.zero_grad(set_to_none=True)
+        syn.images.grad = summed
+        ctx.opt_img.step()
     return total
 
 
@@ -293,7 +315,8 @@ def match(ctx: Context, net: nn.Module, names: list[str], step: int, strategy: s
     with ctx.timer.section("matching"):
         if ctx.cfg.formulation == "batched":
             return match_batched(ctx, net, names, batches, strategy)
-        return match_per_class(ctx, net, names, batches, strategy)
+        step_each = ctx.cfg.formulation == "per-class"
+        return match_per_class(ctx, net, names, batches, strategy, step_each)
 
 
 # ----------------------------------------------------------------------------------------

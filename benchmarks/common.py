@@ -1,0 +1,64 @@
+"""Shared by every benchmark: provenance and result files.
+
+Each result JSON carries the git commit, date, device, torch version, thread count and the
+full settings, so every number in RESULTS.md can be traced to the run that produced it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dream_cl.utils import atomic_write_json
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def provenance(device: torch.device) -> dict[str, Any]:
+    return {
+        "commit": git_commit(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
+
+
+def write_result(
+    name: str, device: torch.device, settings: dict, results: Any, out_dir: Path | None = None
+) -> Path:
+    """Write ``results/<name>.json`` atomically with provenance and settings."""
+    record = {"benchmark": name, **provenance(device), "settings": settings, "results": results}
+    return atomic_write_json(record, (out_dir or RESULTS_DIR) / f"{name}.json")
