@@ -45,8 +45,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes owner-only files
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

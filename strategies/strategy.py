@@ -1,0 +1,138 @@
+"""A ready Avalanche strategy, and the evaluation plugin dream-cl runs with.
+
+``DistilledReplay`` is Avalanche's ``SupervisedTemplate`` with a
+:class:`~dream_cl.strategies.plugins.DistilledReplayPlugin` in front of any other plugins,
+the way Avalanche's own ``Replay`` wraps ``ReplayPlugin``. Everything it does can equally be
+had from ``Naive(..., plugins=[DistilledReplayPlugin(buffer, regime=...)])``.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dream_cl.progress import Progress
+from dream_cl.strategies.config import TrainConfig
+from dream_cl.strategies.plugins import DistilledReplayPlugin, ModelFactory
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from avalanche.training.plugins.evaluation import default_evaluator
+    from avalanche.training.templates import SupervisedTemplate
+
+__all__ = ["DistilledReplay", "close_loggers", "make_evaluator"]
+
+
+class DistilledReplay(SupervisedTemplate):
+    """Train on a distilled (or coreset) memory under ``regime``; Avalanche keyword API."""
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        storage_policy: Any,
+        regime: str = "finetune-kd",
+        train_config: TrainConfig = TrainConfig(),
+        model_factory: ModelFactory | None = None,
+        criterion: Any = None,
+        train_mb_size: int = 64,
+        train_epochs: int = 1000,
+        eval_mb_size: int = 500,
+        device: str | torch.device = "cpu",
+        plugins: Sequence[Any] | None = None,
+        evaluator: Any = default_evaluator,
+        eval_every: int = -1,
+        progress: Progress | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.distilled_plugin = DistilledReplayPlugin(
+            storage_policy,
+            regime=regime,
+            config=train_config,
+            model_factory=model_factory,
+            progress=progress,
+        )
+        super().__init__(
+            model=model,
+            optimizer=optimizer,
+            criterion=nn.CrossEntropyLoss() if criterion is None else criterion,
+            train_mb_size=train_mb_size,
+            train_epochs=train_epochs,
+            eval_mb_size=eval_mb_size,
+            device=device,
+            plugins=[self.distilled_plugin, *(plugins or [])],
+            evaluator=evaluator,
+            eval_every=eval_every,
+            **kwargs,
+        )
+
+    @property
+    def storage_policy(self) -> Any:
+        return self.distilled_plugin.storage_policy
+
+
+def make_evaluator(
+    log_dir: str | Path | None = None,
+    *,
+    interactive: bool = False,
+    text: bool = True,
+    csv: bool = True,
+    tensorboard: bool = False,
+) -> tuple[Any, list[Any]]:
+    """Avalanche's ``EvaluationPlugin`` with accuracy (per experience and stream), forgetting
+    and epoch loss, and its loggers: interactive (stdout), text (``log.txt``), CSV and,
+    optionally, TensorBoard, all under ``log_dir``. Returns (plugin, loggers); close the
+    loggers' files with :func:`close_loggers`.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from avalanche.evaluation.metrics import (
+            accuracy_metrics,
+            forgetting_metrics,
+            loss_metrics,
+        )
+        from avalanche.logging import CSVLogger, InteractiveLogger, TextLogger
+        from avalanche.training.plugins import EvaluationPlugin
+
+    loggers: list[Any] = []
+    if interactive:
+        loggers.append(InteractiveLogger())
+    if log_dir is not None:
+        log_dir = Path(log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        if text:
+            loggers.append(TextLogger(open(log_dir / "log.txt", "a")))  # noqa: SIM115
+        if csv:
+            loggers.append(CSVLogger(log_folder=str(log_dir)))
+        if tensorboard:
+            from avalanche.logging import TensorboardLogger
+
+            loggers.append(TensorboardLogger(tb_log_dir=str(log_dir / "tensorboard")))
+    plugin = EvaluationPlugin(
+        accuracy_metrics(experience=True, stream=True),
+        forgetting_metrics(experience=True, stream=True),
+        loss_metrics(epoch=True),
+        loggers=loggers,
+    )
+    return plugin, loggers
+
+
+def close_loggers(loggers: list[Any]) -> None:
+    """Flush and close the files the loggers hold (text, CSV, TensorBoard)."""
+    for logger in loggers:
+        close = getattr(logger, "close", None)
+        if callable(close):
+            close()
+        writer = getattr(logger, "writer", None)
+        if writer is not None:
+            writer.close()
+        handle = getattr(logger, "file", None)
+        if handle is not None and handle not in (sys.stdout, sys.stderr) and not handle.closed:
+            handle.close()
