@@ -34,15 +34,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors run faster on one thread, and it cannot oversubscribe shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**kw):
     return resolve_cl_config("digits-5step", "cpu", **{**TINY, **kw})
 
@@ -261,8 +252,24 @@ def test_cli_scenarios_lists_registry_and_data(tmp_path: Path) -> None:
 
 def test_cli_run_resume_and_compare(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ("run", "--memory", "dream", "--ipc", "2", "--epochs", "1", "--model", "convnet",
-            "--distill-iterations", "1", "--device", "cpu", "--quiet", "--out", out)
+    args = (
+        "run",
+        "--memory",
+        "dream",
+        "--ipc",
+        "2",
+        "--epochs",
+        "1",
+        "--model",
+        "convnet",
+        "--distill-iterations",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out,
+    )
     result = _cli(*args)
     assert result.exit_code == 0, result.output
     assert "digits-5step: dream memory, ipc 2 (20 stored images, 80 decoded)" in result.output
@@ -275,8 +282,22 @@ def test_cli_run_resume_and_compare(tmp_path: Path) -> None:
     assert again.exit_code == 0 and again.output.splitlines()[:7] == result.output.splitlines()[:7]
 
     cmp_out = tmp_path / "cmp"
-    result = _cli("compare", "--memories", "random,herding", "--ipc", "2", "--epochs", "1",
-                  "--model", "convnet", "--device", "cpu", "--quiet", "--out", cmp_out)
+    result = _cli(
+        "compare",
+        "--memories",
+        "random,herding",
+        "--ipc",
+        "2",
+        "--epochs",
+        "1",
+        "--model",
+        "convnet",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        cmp_out,
+    )
     assert result.exit_code == 0, result.output
     assert "| random | 20 | 20 |" in result.output and "| herding | 20 | 20 |" in result.output
     assert (cmp_out / "comparison.png").is_file()

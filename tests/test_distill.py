@@ -18,17 +18,6 @@ from dream_cl.distill.synthetic import SyntheticSet, initialize
 from dream_cl.errors import UserError
 from dream_cl.formation import decode
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits when the 2 cores are shared
-    (measured 0.1 s vs 10 s per tiny run under contention); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 NUM_CLASSES = 3
 PER_CLASS = 30
 

@@ -27,17 +27,6 @@ from dream_cl.evaluate import test_accuracy as accuracy_on  # alias: pytest must
 DATA_ROOT = "/work/shared/data"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Train single-threaded: these models are small, and on a 2-core machine shared with other
-    work torch's 2 OpenMP threads oversubscribe; a ConvNet step was measured ~7x slower
-    (237 vs 33 ms) and the digits test went from 4 s to 60 s."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_default_eval_dsa_per_dataset() -> None:
     # CIFAR keeps flip; CutMix replaces cutout.
     assert default_eval_dsa("cifar10") == "color_crop_flip_scale_rotate"

@@ -9,16 +9,6 @@ from dream_cl.distill import kmeans as km
 from dream_cl.distill.kmeans import kmeans, kmeans_pp_init, nearest_distinct
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits when the 2 cores are shared
-    (measured 0.1 s vs 10 s per tiny run under contention); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -19,17 +19,6 @@ from dream_cl.distill.matching import (
 from dream_cl.errors import UserError
 from dream_cl.models import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits when the 2 cores are shared
-    (measured 0.1 s vs 10 s per tiny run under contention); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 A = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
 B = torch.tensor([[0.0, 2.0], [3.0, 0.0]])
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import pytest
 import torch
 
 from dream_cl.data.base import DatasetInfo, DatasetSplit
@@ -16,16 +15,6 @@ from dream_cl.distill.samplers import RandomSampler, RepresentativeSampler
 BLOB_CENTRES = torch.tensor(
     [[0.1, 0.1, 0.1, 0.1], [0.9, 0.1, 0.9, 0.1], [0.1, 0.9, 0.1, 0.9], [0.9, 0.9, 0.9, 0.9]]
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits when the 2 cores are shared
-    (measured 0.1 s vs 10 s per tiny run under contention); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def blob_split(sizes: list[list[int]], std: float = 0.02, seed: int = 0) -> DatasetSplit:

@@ -58,15 +58,6 @@ WRITERS = {
 }
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors run faster on one thread, and it cannot oversubscribe shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 def test_registry_is_read_only_and_complete() -> None:
     assert isinstance(SCENARIOS, MappingProxyType)
     assert set(scenario_names()) == set(WRITERS)
@@ -182,9 +173,7 @@ def test_splits_api_matches_registered_build() -> None:
         (("./no/such/folder",), "does not exist"),
     ],
 )
-def test_bad_inputs_are_one_line_user_errors(
-    args: tuple, fragment: str, tmp_path: Path
-) -> None:
+def test_bad_inputs_are_one_line_user_errors(args: tuple, fragment: str, tmp_path: Path) -> None:
     name = args[0]
     steps = args[1] if len(args) > 1 else None
     with pytest.raises(UserError) as err:

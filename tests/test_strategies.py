@@ -47,15 +47,6 @@ TINY = {
 QUIET = TrainConfig(cutmix_p=0.0, dsa_strategy="none")
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors run faster on one thread, and it cannot oversubscribe shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 @pytest.fixture(scope="module")
 def digits():
     return build_scenario("digits-5step", seed=0)
