@@ -24,7 +24,7 @@ import torch
 from dream_cl.artifact import ImageSet, save_image_set
 from dream_cl.data.base import DatasetSplit
 from dream_cl.distill.config import DistillConfig
-from dream_cl.distill.frameworks import FRAMEWORK_STEPS, Context, Timer
+from dream_cl.distill.frameworks import FRAMEWORK_STEPS, Context, Timer, embed_fn, make_net
 from dream_cl.distill.samplers import RandomSampler, RealSampler, RepresentativeSampler
 from dream_cl.distill.synthetic import SyntheticSet, initialize
 from dream_cl.errors import UserError
@@ -152,7 +152,6 @@ def distill(
     start = 0
 
     # the network of iteration 0 embeds for the k-means init, as in the official code
-    placeholder = Context(cfg, train_dev, None, None, sampler, generator, device, timer)  # type: ignore[arg-type]
     if resume and ckpt_path is not None:
         state = _load_checkpoint(ckpt_path)
         _check_same_run(state["config"], cfg, ckpt_path)
@@ -172,7 +171,11 @@ def distill(
             )
     else:
         with timer.section("init"):
-            embed = placeholder.embed_fn(placeholder.make_net(0)) if cfg.init == "kmeans" else None
+            embed = (
+                embed_fn(make_net(cfg, train_dev.info, device, 0), train_dev.info, device)
+                if cfg.init == "kmeans"
+                else None
+            )
             syn = initialize(
                 train_dev,
                 cfg.ipc,

@@ -29,7 +29,7 @@ from dream_cl.augment import (
     parse_strategy,
     sample_dsa,
 )
-from dream_cl.data.base import DatasetSplit, to_float
+from dream_cl.data.base import DatasetInfo, DatasetSplit, to_float
 from dream_cl.distill.config import DistillConfig
 from dream_cl.distill.matching import (
     class_gradients,
@@ -88,32 +88,10 @@ class Context:
 
     def make_net(self, iteration: int) -> nn.Module:
         """A freshly initialised network, seeded by (seed, iteration)."""
-        cfg, info = self.cfg, self.info
-        options = cfg_model_options(cfg)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(network_seed(cfg.seed, iteration))
-            net = build_model(
-                cfg.model,
-                channels=info.channels,
-                num_classes=info.num_classes,
-                image_size=info.image_size,
-                **options,
-            )
-        return net.to(self.device)
+        return make_net(self.cfg, self.info, self.device, iteration)
 
     def embed_fn(self, net: nn.Module) -> EmbedFn:
-        """Features of [0,1] images through ``net`` (normalised first; eval mode, no grad)."""
-        info, device = self.info, self.device
-
-        def embed(x: torch.Tensor) -> torch.Tensor:
-            was_training = net.training
-            net.eval()
-            with torch.no_grad():
-                out = net.embed(info.normalize(x.to(device)))
-            net.train(was_training)
-            return out
-
-        return embed
+        return embed_fn(net, self.info, self.device)
 
     def subsample_syn(self, x: torch.Tensor) -> torch.Tensor:
         """At most ``batch_syn_max`` decoded images of one class (official subsampling)."""
@@ -122,6 +100,36 @@ class Context:
             return x
         idx = torch.randperm(x.shape[0], generator=self.generator)[:m]
         return x[idx.to(x.device)]
+
+
+def make_net(
+    cfg: DistillConfig, info: DatasetInfo, device: torch.device, iteration: int
+) -> nn.Module:
+    """A freshly initialised network, seeded by (seed, iteration)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(network_seed(cfg.seed, iteration))
+        net = build_model(
+            cfg.model,
+            channels=info.channels,
+            num_classes=info.num_classes,
+            image_size=info.image_size,
+            **cfg_model_options(cfg),
+        )
+    return net.to(device)
+
+
+def embed_fn(net: nn.Module, info: DatasetInfo, device: torch.device) -> EmbedFn:
+    """Features of [0,1] images through ``net`` (normalised first; eval mode, no grad)."""
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            out = net.embed(info.normalize(x.to(device)))
+        net.train(was_training)
+        return out
+
+    return embed
 
 
 def cfg_model_options(cfg: DistillConfig) -> dict:
