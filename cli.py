@@ -59,6 +59,24 @@ Download = Annotated[
     bool, typer.Option("--download", help="Download the dataset if it is missing.")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(help="CPU threads for torch (default: 1 for digits, else torch's choice)."),
+]
+
+
+def _set_threads(threads: int | None, dataset: str) -> None:
+    """Digits-sized models run fastest on one thread, and one thread cannot be starved by
+    oversubscribed cores (two spinning threads on two busy cores ran 10x slower)."""
+    if threads is None:
+        threads = 1 if dataset == "digits" else None
+    if threads is None:
+        return
+    if threads < 1:
+        raise UserError("--threads must be at least 1")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _echo_json_path(kind: str, path: Path) -> None:
@@ -218,6 +236,9 @@ def distill(
     eval_model: Annotated[str, typer.Option(help="Architecture for evaluation.")] = "convnet",
     eval_epochs: Annotated[int | None, typer.Option(help="Evaluation epochs.")] = None,
     eval_repeats: Annotated[int, typer.Option(help="Models per evaluation.")] = 1,
+    eval_width: Annotated[
+        int | None, typer.Option(help="Width of a ConvNet evaluation model (cpu preset: 32).")
+    ] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every K.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/distill"),
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
@@ -225,6 +246,7 @@ def distill(
     download: Download = False,
     device: Device = "auto",
     seed: Seed = 0,
+    threads: ThreadsOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """Distill a dataset with DREAM (or a baseline) into IPC synthetic images per class."""
@@ -238,6 +260,7 @@ def distill(
         raise UserError(f"unknown model '{eval_model}'; use one of {', '.join(model_names())}")
     if ipc < 1:
         raise UserError("--ipc must be at least 1")
+    _set_threads(threads, dataset)
     train, test = load_train_test(dataset, data_root, download=download)
     overrides = {
         "factor": factor,
@@ -257,6 +280,7 @@ def distill(
         "eval_model": eval_model,
         "eval_epochs": eval_epochs,
         "eval_repeats": eval_repeats,
+        "eval_width": eval_width,
         "checkpoint_every": checkpoint_every,
         "device": device,
         "seed": seed,
@@ -350,24 +374,6 @@ DistillItersOpt = Annotated[
     int | None, typer.Option(help="Override the engine's outer iterations per step.")
 ]
 ResumeOpt = Annotated[bool, typer.Option(help="Continue the run in --out (same settings).")]
-ThreadsOpt = Annotated[
-    int | None,
-    typer.Option(help="CPU threads for torch (default: 1 for digits, else torch's choice)."),
-]
-
-
-def _set_threads(threads: int | None, dataset: str) -> None:
-    """Digits-sized models run fastest on one thread, and one thread cannot be starved by
-    oversubscribed cores (two spinning threads on two busy cores ran 10x slower)."""
-    if threads is None:
-        threads = 1 if dataset == "digits" else None
-    if threads is None:
-        return
-    if threads < 1:
-        raise UserError("--threads must be at least 1")
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def _parse_order(text: str | None) -> tuple[int, ...] | None:

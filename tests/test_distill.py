@@ -496,3 +496,20 @@ def test_joint_formulation_equals_batched_one_step(train):
         results[formulation] = engine.distill(cfg, train).image_set.images
     assert torch.allclose(results["joint"], results["batched"], atol=1e-5)
     assert not torch.allclose(results["joint"], results["per-class"], atol=1e-5)
+
+
+def test_cpu_preset_evaluates_a_narrow_convnet_and_width_applies_to_convnets_only():
+    from dream_cl.distill.engine import eval_model_options
+
+    cfg = resolve_config("mnist", 10, preset="cpu", image_size=28)
+    assert cfg.eval_width == 32
+    assert eval_model_options(cfg) == {"width": 32}
+    assert resolve_config("mnist", 10, preset="paper", image_size=28).eval_width is None
+    wide = resolve_config("mnist", 10, preset="cpu", image_size=28, overrides={"eval_width": 64})
+    assert eval_model_options(wide) == {"width": 64}
+    resnet = resolve_config(
+        "mnist", 10, preset="cpu", image_size=28, overrides={"eval_model": "resnet10"}
+    )
+    assert eval_model_options(resnet) is None
+    with pytest.raises(UserError, match="--eval-width"):
+        resolve_config("mnist", 10, preset="cpu", image_size=28, overrides={"eval_width": 0})

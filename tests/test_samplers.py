@@ -224,3 +224,26 @@ def test_one_sampler_object_serves_two_frameworks(monkeypatch):
     assert shared.stats.refreshes == after_idc + 1
     assert all(torch.isfinite(torch.tensor(r.metrics["losses"])).all() for r in (r1, r2))
     assert len(embeds) == 3 * train.num_classes  # every refresh embedded every class
+
+
+def test_embed_fn_matches_plain_forward_and_leaves_the_net_as_it_was():
+    from dream_cl.distill.frameworks import embed_fn
+    from dream_cl.models import build_model
+
+    info = DatasetInfo("t", 3, 16, ("a", "b"), (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    net = build_model("convnet", channels=3, num_classes=2, image_size=16, width=8, depth=2)
+    net.train()
+    params_before = {n: p for n, p in net.named_parameters()}
+    values_before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    x = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = embed_fn(net, info, torch.device("cpu"))(x)
+    net.eval()
+    with torch.no_grad():
+        ref = net.embed(info.normalize(x))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert out.is_contiguous()
+    net.train()
+    for n, p in net.named_parameters():
+        assert p is params_before[n]
+        assert p.is_contiguous()
+        assert torch.equal(p, values_before[n])

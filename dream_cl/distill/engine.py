@@ -39,6 +39,7 @@ _RESUMABLE_CHANGES = {
     "eval_every",
     "eval_epochs",
     "eval_repeats",
+    "eval_width",
     "eval_model",
     "checkpoint_every",
     "device",
@@ -97,6 +98,13 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     if state.get("version", 0) > CHECKPOINT_VERSION:
         raise UserError(f"{path} was written by a newer dream-cl; upgrade to resume it")
     return state
+
+
+def eval_model_options(cfg: DistillConfig) -> dict[str, Any] | None:
+    """Options of the evaluation model: ``eval_width`` applies to the ConvNet family only."""
+    if cfg.eval_width is not None and cfg.eval_model.startswith("convnet"):
+        return {"width": cfg.eval_width}
+    return None
 
 
 def _check_same_run(saved: dict[str, Any], cfg: DistillConfig, path: Path) -> None:
@@ -212,6 +220,7 @@ def distill(
                 model=cfg.eval_model,
                 repeats=cfg.eval_repeats,
                 cfg=EvalConfig(epochs=cfg.eval_epochs),
+                model_options=eval_model_options(cfg),
                 seed=cfg.seed,
                 device=device,
             )

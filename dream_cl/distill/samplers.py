@@ -108,7 +108,7 @@ class RepresentativeSampler:
     max_iter: int = 100
     tol: float = 1e-4
     candidates: int | None = None
-    embed_batch: int = 1024
+    embed_batch: int = 256
     name: str = "representative"
     stats: SamplerStats = field(default_factory=SamplerStats)
     _cached: list[torch.Tensor] | None = field(default=None, repr=False)

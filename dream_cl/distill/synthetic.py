@@ -85,7 +85,7 @@ def _kmeans_picks(
     k: int,
     embed: EmbedFn,
     generator: torch.Generator,
-    embed_batch: int = 1024,
+    embed_batch: int = 256,
 ) -> torch.Tensor:
     images = train.class_images(c)
     with torch.no_grad():
