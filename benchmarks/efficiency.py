@@ -1,0 +1,317 @@
+"""The paper's efficiency claim (Table 3 ablation): accuracy against distillation iteration.
+
+Four variants of the IDC framework, one flag apart, on real data with the cpu preset:
+
+- ``baseline``: random real batches, random real initialisation (plain IDC);
+- ``rm``: representative matching only (DREAM's sampler, random initialisation);
+- ``init``: k-means initialisation only (random sampler);
+- ``dream``: both (full DREAM).
+
+Each (dataset, ipc, variant, seed) is one run in its own process, evaluated every
+``--eval-every`` outer iterations (iteration 0 = the initialisation) with the cpu preset's
+shortened protocol. Finished runs are kept under ``results/efficiency/`` and skipped when the
+benchmark is started again, so an interrupted sweep resumes. The summary gives, per variant,
+the first evaluated iteration at which the seed-mean accuracy reaches the baseline's final
+seed-mean accuracy, and the ratio of the baseline's own iterations to that.
+
+    python benchmarks/efficiency.py --data-root ../shared/data          # full sweep
+    python benchmarks/efficiency.py --quick --data-root ...              # smoke setting
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import RESULTS_DIR, provenance, write_result  # noqa: E402
+
+VARIANTS: dict[str, dict[str, str]] = {
+    "baseline": {"sampler": "random", "init": "random"},
+    "rm": {"sampler": "representative", "init": "random"},
+    "init": {"sampler": "random", "init": "kmeans"},
+    "dream": {"sampler": "representative", "init": "kmeans"},
+}
+
+
+def run_key(dataset: str, ipc: int, variant: str, seed: int) -> str:
+    return f"{dataset}-ipc{ipc}-{variant}-seed{seed}"
+
+
+def one_run(setting: dict[str, Any]) -> dict[str, Any]:
+    """Distill one variant and return its accuracy curve (runs in a child process)."""
+    import torch
+
+    from dream_cl.data import load_train_test
+    from dream_cl.distill.config import resolve_config
+    from dream_cl.distill.engine import distill
+
+    torch.set_num_threads(setting["threads"])
+    train, test = load_train_test(setting["dataset"], Path(setting["data_root"]))
+    overrides = {
+        **VARIANTS[setting["variant"]],
+        "seed": setting["seed"],
+        "eval_every": setting["eval_every"],
+        "iterations": setting["iterations"],
+        "eval_epochs": setting["eval_epochs"],
+        "device": setting["device"],
+    }
+    overrides.update(setting.get("extra") or {})
+    cfg = resolve_config(
+        setting["dataset"],
+        setting["ipc"],
+        preset="cpu",
+        image_size=train.info.image_size,
+        overrides=overrides,
+    )
+    # each run keeps a checkpointed run folder, so a later sweep with more --iterations
+    # continues it instead of starting over
+    out = Path(setting["work_dir"]) / run_key(
+        setting["dataset"], setting["ipc"], setting["variant"], setting["seed"]
+    )
+    result = distill(cfg, train, test, out=out, resume=(out / "checkpoint.pt").exists())
+    m = result.metrics
+    return {
+        **setting,
+        "config": cfg.to_dict(),
+        "eval_iterations": [e["iteration"] for e in m["evals"]],
+        "accuracy": [e["mean"] for e in m["evals"]],
+        "time_seconds": m["time_seconds"],
+        "wall_seconds": m["wall_seconds_this_call"],
+        **provenance(torch.device("cpu") if cfg.device != "cuda" else torch.device("cuda")),
+    }
+
+
+def _child(setting: dict[str, Any], runs_dir: Path) -> dict[str, Any] | None:
+    """One run through a child process; cached by its key, skipped while another sweep
+    process holds its lock (so a second sweep can share the work)."""
+    import os
+
+    key = run_key(setting["dataset"], setting["ipc"], setting["variant"], setting["seed"])
+    path = runs_dir / f"{key}.json"
+    if path.exists():
+        row = json.loads(path.read_text())
+        if all(row.get(k) == setting[k] for k in ("iterations", "eval_every", "eval_epochs")):
+            return row
+    lock = runs_dir / f"{key}.lock"
+    try:
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return None
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(setting)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"run {key} failed:\n{proc.stderr[-2000:]}")
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        from dream_cl.utils import atomic_write_json
+
+        atomic_write_json(row, path)
+        return row
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def collect(runs_dir: Path) -> list[dict[str, Any]]:
+    """Every finished run in ``runs_dir`` (the sweep's own and earlier ones)."""
+    return [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*.json"))]
+
+
+def first_reaching(iterations: list[int], accuracy: list[float], target: float) -> int | None:
+    """The first evaluated iteration whose accuracy is at least ``target`` (None: never)."""
+    for it, acc in zip(iterations, accuracy, strict=True):
+        if acc >= target - 1e-12:
+            return it
+    return None
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Seed-mean curves and the iterations each variant needs to match the baseline."""
+    groups: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["ipc"]), {}).setdefault(r["variant"], []).append(r)
+    out = []
+    for (dataset, ipc), by_variant in sorted(groups.items()):
+        curves = {}
+        for variant, runs in by_variant.items():
+            its = runs[0]["eval_iterations"]
+            accs = [r["accuracy"] for r in runs if r["eval_iterations"] == its]
+            mean = [statistics.fmean(col) for col in zip(*accs, strict=True)]
+            std = [
+                statistics.pstdev(col) if len(col) > 1 else 0.0 for col in zip(*accs, strict=True)
+            ]
+            curves[variant] = {
+                "iterations": its,
+                "mean": mean,
+                "std": std,
+                "seeds": [r["seed"] for r in runs],
+                "final_mean": mean[-1],
+                "final_std": std[-1],
+                "seconds_per_run": statistics.fmean(
+                    sum(v for k, v in r["time_seconds"].items() if k != "evaluation") for r in runs
+                ),
+            }
+        entry: dict[str, Any] = {"dataset": dataset, "ipc": ipc, "curves": curves}
+        base = curves.get("baseline")
+        if base is not None:
+            target = base["final_mean"]
+            base_iters = first_reaching(base["iterations"], base["mean"], target)
+            entry["target_accuracy"] = target
+            entry["baseline_iterations"] = base_iters
+            reach = {}
+            for variant, c in curves.items():
+                it = first_reaching(c["iterations"], c["mean"], target)
+                ratio = None
+                if it is not None and it > 0 and base_iters is not None:
+                    ratio = base_iters / it
+                reach[variant] = {
+                    "iterations": it,
+                    "ratio": ratio,
+                    "at_init": it == 0,
+                }
+            entry["to_baseline_final"] = reach
+        out.append(entry)
+    return out
+
+
+def plot(summary: list[dict[str, Any]], path: Path) -> Path:
+    """Accuracy against iteration with one-std bands, one panel per (dataset, ipc)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(summary)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
+    for ax, entry in zip(axes[0], summary, strict=True):
+        for variant, c in entry["curves"].items():
+            mean = [100 * m for m in c["mean"]]
+            std = [100 * s for s in c["std"]]
+            ax.plot(c["iterations"], mean, marker="o", ms=3, label=variant)
+            ax.fill_between(
+                c["iterations"],
+                [m - s for m, s in zip(mean, std, strict=True)],
+                [m + s for m, s in zip(mean, std, strict=True)],
+                alpha=0.2,
+            )
+        if "target_accuracy" in entry:
+            ax.axhline(100 * entry["target_accuracy"], color="gray", ls=":", lw=1)
+        ax.set_title(f"{entry['dataset']} IPC {entry['ipc']}")
+        ax.set_xlabel("distillation iteration")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="mnist,fashion_mnist")
+    ap.add_argument("--ipcs", default="1,10")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--iterations", type=int, default=40, help="outer iterations (cpu: 40)")
+    ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--eval-epochs", type=int, default=300)
+    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--name", default="efficiency")
+    ap.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("runs/benchmarks"),
+        help="checkpointed run folders (not results; safe to delete)",
+    )
+    ap.add_argument("--out-dir", type=Path, default=None)
+    ap.add_argument("--quick", action="store_true", help="tiny smoke setting")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child:
+        print(json.dumps(one_run(json.loads(args.child))))
+        return
+    extra: dict[str, Any] = {}
+    if args.quick:
+        args.ipcs, args.seeds, args.iterations, args.eval_every = "1", "0", 2, 1
+        args.eval_epochs = 2
+        extra = {"inner_loop": 2, "n_clusters": 4, "batch_real": 4, "candidates": 16, "n_data": 16}
+    out_dir = args.out_dir or RESULTS_DIR
+    runs_dir = out_dir / args.name
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    settings = [
+        {
+            "dataset": dataset,
+            "ipc": int(ipc),
+            "variant": variant,
+            "seed": int(seed),
+            "iterations": args.iterations,
+            "eval_every": args.eval_every,
+            "eval_epochs": args.eval_epochs,
+            "threads": args.threads,
+            "device": args.device,
+            "data_root": str(Path(args.data_root).resolve()),
+            "work_dir": str((args.work_dir / args.name).resolve()),
+            "extra": extra,
+        }
+        for dataset in args.datasets.split(",")
+        for ipc in args.ipcs.split(",")
+        for seed in args.seeds.split(",")
+        for variant in args.variants.split(",")
+    ]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for row in pool.map(lambda s: _child(s, runs_dir), settings):
+            if row is None:
+                continue
+            print(
+                f"{row['dataset']:14s} ipc {row['ipc']:3d} {row['variant']:9s} seed {row['seed']}"
+                f"  final {100 * row['accuracy'][-1]:.2f}%  ({row['wall_seconds']:.0f}s)",
+                flush=True,
+            )
+    wanted = {run_key(s["dataset"], s["ipc"], s["variant"], s["seed"]) for s in settings}
+    rows = [
+        r
+        for r in collect(runs_dir)
+        if run_key(r["dataset"], r["ipc"], r["variant"], r["seed"]) in wanted
+        and (r["iterations"], r["eval_every"]) == (args.iterations, args.eval_every)
+    ]
+    if not rows:
+        print("no finished runs yet")
+        return
+    summary = summarize(rows)
+    plot(summary, out_dir / f"{args.name}.png")
+    from dream_cl.utils import resolve_device
+
+    cli_settings = {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in vars(args).items()
+        if k not in ("child", "out_dir")
+    }
+    record_rows = [{k: v for k, v in r.items() if k != "config"} for r in rows]
+    path = write_result(
+        args.name,
+        resolve_device(args.device),
+        {**cli_settings, "preset": "cpu", "config_example": rows[0]["config"]},
+        {"summary": summary, "runs": record_rows},
+        out_dir,
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
