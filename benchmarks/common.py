@@ -7,6 +7,7 @@ full settings, so every number in RESULTS.md can be traced to the run that produ
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -42,7 +43,7 @@ def git_commit() -> str:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()})"
+    return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
 def provenance(device: torch.device) -> dict[str, Any]:

@@ -1,13 +1,17 @@
 """Seconds per inner iteration of DREAM (IDC framework) and where they go.
 
-For MNIST-, CIFAR-10- and CIFAR-100-shaped random data at the paper's width, this runs one
-refresh interval (one k-means refresh + interval-1 plain inner iterations) and reports the
-time per inner iteration split into clustering (embedding + k-means + selection), matching
-and network update, for the faithful per-class formulation and the batched one, plus the
-peak resident memory of the process. Each setting runs in its own subprocess so peak memory
-is its own. Random tensors are fine for timing: the arithmetic does not depend on content.
+For MNIST-, CIFAR-10- and CIFAR-100-shaped random data at the paper's width, this times one
+k-means refresh and ``--steps`` inner iterations and reports the time per inner iteration
+averaged over a refresh interval (refresh / interval + the mean plain iteration), split into
+clustering (embedding + k-means + selection), matching and network update, plus the peak
+resident memory of the process. Variants: ``per-class`` (faithful: one image step per class,
+every real image of a class clustered), ``batched`` (vmapped class gradients, one step) and
+``pool`` (per-class, clustering a random pool of 16 candidates per centre, the cpu preset's
+choice). ``SHAPE:K`` changes the number of classes of a shape (``cifar100:50``). Each setting
+runs in its own subprocess so peak memory is its own. Random tensors are fine for timing:
+the arithmetic does not depend on content.
 
-    python benchmarks/throughput.py                 # full grid (CPU: tens of minutes)
+    python benchmarks/throughput.py                 # the grid (CPU: tens of minutes)
     python benchmarks/throughput.py --quick         # tiny smoke setting
 """
 
@@ -33,23 +37,39 @@ SHAPES = {
     "cifar10": (10, 5000, 3, 32),
     "cifar100": (100, 500, 3, 32),
 }
+VARIANTS = {
+    # name: (formulation, candidates per centre or None for the whole class)
+    "per-class": ("per-class", None),
+    "batched": ("batched", None),
+    "pool": ("per-class", 16),
+}
+
+
+def parse_shape(text: str) -> tuple[str, int, int, int, int]:
+    """``name`` or ``name:classes`` -> (name, classes, per class, channels, size)."""
+    name, _, k = text.partition(":")
+    if name not in SHAPES:
+        raise SystemExit(f"unknown shape '{name}'; use one of {', '.join(SHAPES)}")
+    classes, per_class, ch, size = SHAPES[name]
+    return name, int(k) if k else classes, per_class, ch, size
 
 
 def one_setting(
     shape: str,
     ipc: int,
-    formulation: str,
+    variant: str,
     width: int,
     interval: int,
+    steps: int,
     factor: int,
-    candidates: int | None,
     device: str,
 ) -> dict:
     from dream_cl.data.base import DatasetInfo, DatasetSplit
     from dream_cl.distill.config import resolve_config
     from dream_cl.distill.engine import distill
 
-    classes, per_class, ch, size = SHAPES[shape]
+    name, classes, per_class, ch, size = parse_shape(shape)
+    formulation, per_centre = VARIANTS[variant]
     g = torch.Generator().manual_seed(0)
     images = torch.randint(
         0, 256, (classes * per_class, ch, size, size), generator=g, dtype=torch.uint8
@@ -59,38 +79,47 @@ def one_setting(
         shape, ch, size, tuple(str(i) for i in range(classes)), (0.5,) * ch, (0.25,) * ch
     )
     train = DatasetSplit(images, labels, info)
-    dataset = {"mnist": "mnist", "cifar10": "cifar10", "cifar100": "cifar100"}[shape]
     cfg = resolve_config(
-        dataset,
+        name,
         ipc,
         preset="paper",
         image_size=size,
         overrides={
             "iterations": 1,
-            "inner_loop": interval,
+            "inner_loop": steps,
             "interval": interval,
             "init": "noise",
             "formulation": formulation,
             "width": width,
             "factor": factor,
-            "candidates": candidates,
             "device": device,
         },
     )
+    if per_centre is not None:
+        cfg.candidates = per_centre * cfg.n_clusters
     t0 = time.perf_counter()
     result = distill(cfg, train)
     wall = time.perf_counter() - t0
     secs = result.metrics["time_seconds"]
-    inner = {k: secs.get(k, 0.0) / interval for k in ("clustering", "matching", "network_update")}
+    # one refresh amortised over the interval, plus the mean plain inner iteration
+    inner = {
+        "clustering": secs.get("clustering", 0.0) / interval,
+        "matching": secs.get("matching", 0.0) / steps,
+        "network_update": secs.get("network_update", 0.0) / steps,
+    }
     per_inner = sum(inner.values())
     return {
         "shape": shape,
+        "classes": classes,
+        "per_class": per_class,
         "ipc": ipc,
+        "variant": variant,
         "formulation": formulation,
+        "candidates": cfg.candidates,
         "width": width,
         "factor": factor,
         "interval": interval,
-        "candidates": candidates,
+        "steps": steps,
         "seconds_per_inner_iteration": per_inner,
         "breakdown_per_inner_iteration": inner,
         "clustering_share": inner["clustering"] / per_inner if per_inner else 0.0,
@@ -103,13 +132,13 @@ def one_setting(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shapes", default="mnist,cifar10,cifar100")
+    ap.add_argument("--shapes", default="mnist,cifar10,cifar100", help="SHAPE or SHAPE:CLASSES")
     ap.add_argument("--ipcs", default="10")
-    ap.add_argument("--formulations", default="per-class,batched")
+    ap.add_argument("--variants", default="per-class,pool")
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--interval", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=3, help="inner iterations timed per setting")
     ap.add_argument("--factor", type=int, default=2)
-    ap.add_argument("--candidates", type=int, default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--name", default="throughput")
     ap.add_argument("--quick", action="store_true", help="tiny setting, for the smoke test")
@@ -121,19 +150,23 @@ def main() -> None:
         print(json.dumps(one_setting(**json.loads(args.child))))
         return
     if args.quick:
-        args.shapes, args.ipcs, args.width, args.interval = "mnist", "1", 8, 2
+        args.shapes, args.ipcs, args.width, args.interval, args.steps = "mnist:2", "1", 8, 2, 2
+    for shape in args.shapes.split(","):
+        parse_shape(shape)
     runs = []
     for shape in args.shapes.split(","):
         for ipc in (int(i) for i in args.ipcs.split(",")):
-            for formulation in args.formulations.split(","):
+            for variant in args.variants.split(","):
+                if variant not in VARIANTS:
+                    raise SystemExit(f"unknown variant '{variant}'; use {', '.join(VARIANTS)}")
                 setting = {
                     "shape": shape,
                     "ipc": ipc,
-                    "formulation": formulation,
+                    "variant": variant,
                     "width": args.width,
                     "interval": args.interval,
+                    "steps": args.steps,
                     "factor": args.factor,
-                    "candidates": args.candidates,
                     "device": args.device,
                 }
                 proc = subprocess.run(
@@ -145,7 +178,7 @@ def main() -> None:
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
                 runs.append(row)
                 print(
-                    f"{shape:9s} ipc {ipc:3d} {formulation:9s} "
+                    f"{shape:12s} ipc {ipc:3d} {variant:9s} "
                     f"{row['seconds_per_inner_iteration']:.3f} s/inner  "
                     f"clustering {100 * row['clustering_share']:.1f}%  "
                     f"peak {row['peak_rss_mib']:.0f} MiB",

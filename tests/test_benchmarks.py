@@ -1,0 +1,102 @@
+"""Smoke tests: every benchmark script runs end to end on a tiny setting, and the report
+generator turns their JSON into RESULTS.md. No numbers are asserted beyond sanity: the
+benchmarks themselves never run inside the test suite."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
+    results = tmp_path / "results"
+    _run("benchmarks/throughput.py", "--quick", "--variants", "pool", "--out-dir", str(results))
+    _run(
+        "benchmarks/efficiency.py",
+        "--quick",
+        "--datasets",
+        "digits",
+        "--out-dir",
+        str(results),
+        "--work-dir",
+        str(tmp_path / "work"),
+    )
+    thr = json.loads((results / "throughput.json").read_text())
+    row = thr["results"][0]
+    assert row["variant"] == "pool" and row["seconds_per_inner_iteration"] > 0
+    assert set(row["breakdown_per_inner_iteration"]) == {
+        "clustering",
+        "matching",
+        "network_update",
+    }
+    for key in ("commit", "date", "device", "torch", "threads", "settings"):
+        assert key in thr
+    eff = json.loads((results / "efficiency.json").read_text())
+    (entry,) = eff["results"]["summary"]
+    assert set(entry["curves"]) == {"baseline", "rm", "init", "dream"}
+    assert entry["curves"]["dream"]["iterations"] == [0, 1, 2]
+    assert len(eff["results"]["runs"]) == 4
+
+    # a second sweep finds every run finished and starts nothing
+    out = _run(
+        "benchmarks/efficiency.py",
+        "--quick",
+        "--datasets",
+        "digits",
+        "--out-dir",
+        str(results),
+        "--work-dir",
+        str(tmp_path / "work"),
+    )
+    assert out.count("(") == 4 and "wrote" in out
+
+    md = tmp_path / "RESULTS.md"
+    _run("benchmarks/report.py", "--results", str(results), "--out", str(md))
+    text = md.read_text()
+    assert "### digits, IPC 1" in text
+    assert "| pool |" in text
+    assert (results / "plots" / "efficiency.png").stat().st_size > 0
+
+
+def test_efficiency_summary_counts_iterations_to_the_baseline_final():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.efficiency import summarize
+
+    def row(variant, seed, accs):
+        return {
+            "dataset": "d",
+            "ipc": 1,
+            "variant": variant,
+            "seed": seed,
+            "eval_iterations": [0, 5, 10, 15, 20],
+            "accuracy": accs,
+            "time_seconds": {"matching": 1.0},
+        }
+
+    rows = [
+        row("baseline", 0, [0.50, 0.60, 0.70, 0.75, 0.80]),
+        row("baseline", 1, [0.50, 0.62, 0.72, 0.80, 0.80]),
+        row("rm", 0, [0.50, 0.80, 0.85, 0.86, 0.87]),
+        row("rm", 1, [0.50, 0.79, 0.85, 0.86, 0.87]),
+        row("init", 0, [0.81, 0.82, 0.83, 0.84, 0.85]),
+        row("dream", 0, [0.60, 0.62, 0.64, 0.66, 0.68]),
+    ]
+    (entry,) = summarize(rows)
+    assert abs(entry["target_accuracy"] - 0.80) < 1e-9
+    assert entry["baseline_iterations"] == 20  # mean 0.775 at 15, 0.80 at 20
+    reach = entry["to_baseline_final"]
+    assert reach["rm"]["iterations"] == 10 and abs(reach["rm"]["ratio"] - 2.0) < 1e-9
+    assert reach["init"]["at_init"] and reach["init"]["ratio"] is None
+    assert reach["dream"]["iterations"] is None
