@@ -63,8 +63,17 @@ def load_pickle(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             obj = RestrictedUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError,
-            AttributeError, IndexError, KeyError, ImportError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        OSError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        ImportError,
+    ) as exc:
         raise malformed(path, exc) from None
     if not isinstance(obj, dict):
         raise malformed(path, f"expected a dict, found {type(obj).__name__}")
@@ -127,8 +136,13 @@ def _locate(folder: str, root: Path, opts: Options) -> Path:
 
 
 def _required(
-    folder: str, files: tuple[str, ...], test_file: str, meta_file: str,
-    root: Path, opts: Options, train: bool,
+    folder: str,
+    files: tuple[str, ...],
+    test_file: str,
+    meta_file: str,
+    root: Path,
+    opts: Options,
+    train: bool,
 ) -> Required:
     names = (*files, meta_file) if train else (test_file, meta_file)
     return tuple((root / folder / n,) for n in names)
@@ -150,8 +164,16 @@ CIFAR10 = DatasetSpec(
     locate=partial(_locate, CIFAR10_DIR),
     required=partial(_required, CIFAR10_DIR, _CIFAR10_TRAIN, "test_batch", "batches.meta"),
     reader=partial(
-        _read, CIFAR10_DIR, "cifar10", _CIFAR10_TRAIN, "test_batch", "batches.meta",
-        "label_names", "labels", (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),
+        _read,
+        CIFAR10_DIR,
+        "cifar10",
+        _CIFAR10_TRAIN,
+        "test_batch",
+        "batches.meta",
+        "label_names",
+        "labels",
+        (0.4914, 0.4822, 0.4465),
+        (0.2023, 0.1994, 0.2010),
     ),
     downloader=partial(_download, "CIFAR10"),
 )
@@ -166,8 +188,16 @@ CIFAR100 = DatasetSpec(
     locate=partial(_locate, CIFAR100_DIR),
     required=partial(_required, CIFAR100_DIR, ("train",), "test", "meta"),
     reader=partial(
-        _read, CIFAR100_DIR, "cifar100", ("train",), "test", "meta",
-        "fine_label_names", "fine_labels", (0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762),
+        _read,
+        CIFAR100_DIR,
+        "cifar100",
+        ("train",),
+        "test",
+        "meta",
+        "fine_label_names",
+        "fine_labels",
+        (0.5071, 0.4866, 0.4409),
+        (0.2673, 0.2564, 0.2762),
     ),
     downloader=partial(_download, "CIFAR100"),
 )
