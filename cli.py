@@ -231,6 +231,10 @@ def distill(
     formulation: Annotated[
         str | None, typer.Option(help="per-class (official) or batched (faster).")
     ] = None,
+    compile: Annotated[
+        bool,
+        typer.Option(help="torch.compile the per-class matching step (faster; ~1e-3 rel. diff)."),
+    ] = False,
     width: Annotated[int | None, typer.Option(help="ConvNet width.")] = None,
     eval_every: Annotated[int, typer.Option(help="Evaluate every K iterations (0: never).")] = 0,
     eval_model: Annotated[str, typer.Option(help="Architecture for evaluation.")] = "convnet",
@@ -275,6 +279,7 @@ def distill(
         "lr_img": lr_img,
         "metric": metric,
         "formulation": formulation,
+        "compile": compile or None,
         "width": width,
         "eval_every": eval_every,
         "eval_model": eval_model,

@@ -513,3 +513,21 @@ def test_cpu_preset_evaluates_a_narrow_convnet_and_width_applies_to_convnets_onl
     assert eval_model_options(resnet) is None
     with pytest.raises(UserError, match="--eval-width"):
         resolve_config("mnist", 10, preset="cpu", image_size=28, overrides={"eval_width": 0})
+
+
+@pytest.mark.slow
+def test_compiled_matching_equals_the_eager_step_up_to_rounding():
+    torch.manual_seed(0)
+    eager = engine.distill(tiny(), _digits()).image_set.images
+    fast = engine.distill(tiny(compile=True), _digits()).image_set.images
+    init = engine.distill(tiny(iterations=1, inner_loop=1, lr_img=1e-12), _digits())
+    moved = (eager - init.image_set.images).abs().max()
+    assert moved > 1e-4  # the images did move, so the comparison below means something
+    torch.testing.assert_close(fast, eager, rtol=0, atol=float(moved) * 1e-2)
+
+
+def test_compile_refuses_batchnorm_and_the_batched_formulation():
+    with pytest.raises(UserError, match="--compile"):
+        tiny(compile=True, formulation="batched").validate()
+    with pytest.raises(UserError, match="--compile needs a network without buffers"):
+        engine.distill(tiny(compile=True, model="convnet-bn"), _digits())
