@@ -1,15 +1,18 @@
 """Seconds per inner iteration of DREAM (IDC framework) and where they go.
 
 For MNIST-, CIFAR-10- and CIFAR-100-shaped random data at the paper's width, this times one
-k-means refresh and ``--steps`` inner iterations and reports the time per inner iteration
-averaged over a refresh interval (refresh / interval + the mean plain iteration), split into
-clustering (embedding + k-means + selection), matching and network update, plus the peak
-resident memory of the process. Variants: ``per-class`` (faithful: one image step per class,
-every real image of a class clustered), ``batched`` (vmapped class gradients, one step) and
+k-means refresh and ``--steps`` inner iterations. Per inner iteration = refresh / interval +
+the mean plain inner iteration (its first lap dropped as warm-up: it carries any
+compilation), split into clustering (embedding + k-means + selection), matching and network
+update, plus the peak resident memory of the process.
+
+Variants: ``per-class`` (faithful: one image step per class, every real image of a class
+clustered); ``batched`` (vmapped class gradients, one step); ``compiled`` (per-class with
+``--compile``: each class's matching gradient is one torch.compile'd torch.func function);
 ``pool`` (per-class, clustering a random pool of 16 candidates per centre, the cpu preset's
-choice). ``SHAPE:K`` changes the number of classes of a shape (``cifar100:50``). Each setting
-runs in its own subprocess so peak memory is its own. Random tensors are fine for timing:
-the arithmetic does not depend on content.
+choice); ``pool-compiled`` (both). ``SHAPE:K`` sets the number of classes (``cifar100:50``).
+Each setting runs in its own subprocess so peak memory is its own. Random tensors are fine
+for timing: the arithmetic does not depend on content.
 
     python benchmarks/throughput.py                 # the grid (CPU: tens of minutes)
     python benchmarks/throughput.py --quick         # tiny smoke setting
@@ -38,10 +41,12 @@ SHAPES = {
     "cifar100": (100, 500, 3, 32),
 }
 VARIANTS = {
-    # name: (formulation, candidates per centre or None for the whole class)
-    "per-class": ("per-class", None),
-    "batched": ("batched", None),
-    "pool": ("per-class", 16),
+    # name: (formulation, candidates per centre or None for the whole class, compile)
+    "per-class": ("per-class", None, False),
+    "batched": ("batched", None, False),
+    "compiled": ("per-class", None, True),
+    "pool": ("per-class", 16, False),
+    "pool-compiled": ("per-class", 16, True),
 }
 
 
@@ -69,7 +74,7 @@ def one_setting(
     from dream_cl.distill.engine import distill
 
     name, classes, per_class, ch, size = parse_shape(shape)
-    formulation, per_centre = VARIANTS[variant]
+    formulation, per_centre, compiled = VARIANTS[variant]
     g = torch.Generator().manual_seed(0)
     images = torch.randint(
         0, 256, (classes * per_class, ch, size, size), generator=g, dtype=torch.uint8
@@ -90,6 +95,7 @@ def one_setting(
             "interval": interval,
             "init": "noise",
             "formulation": formulation,
+            "compile": compiled,
             "width": width,
             "factor": factor,
             "device": device,
@@ -101,11 +107,19 @@ def one_setting(
     result = distill(cfg, train)
     wall = time.perf_counter() - t0
     secs = result.metrics["time_seconds"]
-    # one refresh amortised over the interval, plus the mean plain inner iteration
+    laps = result.metrics["time_laps"]
+
+    def steady(name: str) -> float:
+        # the first inner iteration is a warm-up (allocator, and compilation when compiled)
+        values = laps.get(name, [0.0])
+        values = values[1:] if len(values) > 1 else values
+        return sum(values) / len(values)
+
+    # one refresh amortised over the interval, plus the mean steady plain inner iteration
     inner = {
         "clustering": secs.get("clustering", 0.0) / interval,
-        "matching": secs.get("matching", 0.0) / steps,
-        "network_update": secs.get("network_update", 0.0) / steps,
+        "matching": steady("matching"),
+        "network_update": steady("network_update"),
     }
     per_inner = sum(inner.values())
     return {
@@ -115,7 +129,9 @@ def one_setting(
         "ipc": ipc,
         "variant": variant,
         "formulation": formulation,
+        "compile": compiled,
         "candidates": cfg.candidates,
+        "warmup_matching_seconds": laps.get("matching", [0.0])[0],
         "width": width,
         "factor": factor,
         "interval": interval,

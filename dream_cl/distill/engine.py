@@ -288,6 +288,7 @@ def distill(
         "losses": losses,
         "evals": evals,
         "time_seconds": seconds,
+        "time_laps": {k: list(v) for k, v in timer.laps.items()},
         "wall_seconds_this_call": time.perf_counter() - start_wall,
         "sampler": None
         if stats is None

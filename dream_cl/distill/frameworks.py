@@ -46,10 +46,15 @@ from dream_cl.models import build_model
 
 @dataclass
 class Timer:
-    """Accumulates wall seconds per named section (synchronising CUDA for honest numbers)."""
+    """Accumulates wall seconds per named section (synchronising CUDA for honest numbers).
+
+    ``laps`` keeps each section's individual durations of this call (not checkpointed), so
+    a benchmark can drop warm-up laps such as the one that compiles.
+    """
 
     device: torch.device
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    laps: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
     @contextmanager
     def section(self, name: str):
@@ -61,7 +66,9 @@ class Timer:
         finally:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            self.seconds[name] += time.perf_counter() - t0
+            lap = time.perf_counter() - t0
+            self.seconds[name] += lap
+            self.laps[name].append(lap)
 
 
 def network_seed(seed: int, iteration: int) -> int:
