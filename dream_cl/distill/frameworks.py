@@ -11,6 +11,7 @@ baseline of the same framework is ``RandomSampler`` + random init.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -281,7 +282,9 @@ class CompiledMatching:
                 "drop --compile for BatchNorm networks"
             )
         self.names = names
-        template = net
+        # a private copy fixes the architecture and train mode the compiled code was traced
+        # with (the run's own networks switch modes, which would force recompilation)
+        template = copy.deepcopy(net).train()
 
         def ce(matched: dict, rest: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(functional_call(template, {**rest, **matched}, (x,)), y)
