@@ -162,7 +162,7 @@ class RepresentativeSampler:
 
         need = self.batch_size
         batches: list[torch.Tensor | None] = [None] * self.data.num_classes
-        pending: list[tuple[int, torch.Tensor | None, torch.Tensor]] = []
+        pending: list[tuple[int, torch.Tensor | None]] = []
         for c in range(self.data.num_classes):
             n = self.data.class_count(c)
             if n <= need:
@@ -172,20 +172,31 @@ class RepresentativeSampler:
             if self.candidates is not None and self.candidates < n:
                 subset = torch.randperm(n, generator=generator)[: max(self.candidates, need)]
                 subset = subset.sort().values
-            pending.append((c, subset, self.features(c, subset, embed)))
-        # classes of equal size are clustered together in one batched problem
+            pending.append((c, subset))
+        # classes of equal size are clustered together in one batched problem; their
+        # features are written straight into the group's tensor (no second copy)
         by_size: dict[int, list[int]] = {}
-        for j, (_, _, feats) in enumerate(pending):
-            by_size.setdefault(feats.shape[0], []).append(j)
-        for group in by_size.values():
-            feats = torch.stack([pending[j][2] for j in group])
+        for j, (c, subset) in enumerate(pending):
+            size = subset.numel() if subset is not None else self.data.class_count(c)
+            by_size.setdefault(size, []).append(j)
+        for size, group in by_size.items():
+            feats: torch.Tensor | None = None
+            for gi, j in enumerate(group):
+                c, subset = pending[j]
+                f = self.features(c, subset, embed)
+                if feats is None:
+                    feats = f.new_empty((len(group), size, f.shape[1]))
+                feats[gi] = f
+                del f
+            assert feats is not None
             t0 = time.perf_counter()
             result = kmeans(feats, self.n_clusters, generator, self.max_iter, self.tol)
             t1 = time.perf_counter()
             for gi, j in enumerate(group):
-                c, subset, f = pending[j]
-                local = nearest_distinct(f, result.centers[gi], self.per_cluster).cpu()
+                c, subset = pending[j]
+                local = nearest_distinct(feats[gi], result.centers[gi], self.per_cluster).cpu()
                 batches[c] = subset[local] if subset is not None else local
+            del feats, result
             self.stats.kmeans_seconds += t1 - t0
             self.stats.select_seconds += time.perf_counter() - t1
         self.stats.refreshes += 1
