@@ -118,6 +118,16 @@ def _official(row: dict[str, Any]) -> tuple[float, float, float] | None:
     return OFFICIAL_CPU.get((name, row["ipc"]))
 
 
+THROUGHPUT_TITLES = {
+    "throughput": "Three shapes at IPC 10: faithful, compiled, candidate pool, both",
+    "throughput-cifar100": "CIFAR-100 shape: faithful and compiled",
+    "throughput-peak": "Faithful design after the refresh's memory fix (peak memory)",
+    "throughput-ipc": "Growth with IPC (MNIST shape, faithful)",
+    "throughput-classes": "Growth with the number of classes (500 per class, faithful)",
+    "throughput-batched": "The vmapped formulation on CPU",
+}
+
+
 def throughput_section(paths: list[Path], root: Path) -> list[str]:
     lines = [
         "## Throughput: seconds per inner iteration",
@@ -125,31 +135,37 @@ def throughput_section(paths: list[Path], root: Path) -> list[str]:
         "Paper preset (ConvNet-3 width 128, factor 2, N = 128, refresh every 10 inner "
         "iterations), random tensors of the dataset's shape. Per inner iteration = one refresh "
         "/ 10 + the mean plain inner iteration. `per-class` is the faithful design (one image "
-        "step per class, every real image of a class clustered); `pool` clusters a random "
-        "pool of 16 candidates per centre; `batched` vmaps the class gradients. 'official' is "
-        "the official code on the same kind of machine (performance anchor, 2 threads).",
+        "step per class, every real image of a class clustered); `compiled` adds `--compile`; "
+        "`pool` clusters a random pool of 16 candidates per centre; `batched` vmaps the class "
+        "gradients. In parentheses: the official code on the same kind of machine "
+        "(performance anchor, 2 threads); speed-up = official / ours.",
         "",
-        "| shape | classes | IPC | variant | s / inner (official) | speed-up | clustering"
-        " | matching | net update | clustering share (official) | peak GiB (official) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    sources = []
+    order = list(THROUGHPUT_TITLES)
+    paths = sorted(paths, key=lambda p: order.index(p.stem) if p.stem in order else 99)
     for path in paths:
         record = _load(path)
-        sources.append(_source(record, path, root))
-        for row in record["results"]:
-            if "variant" not in row:
-                continue  # older schema
+        rows = [r for r in record["results"] if "variant" in r]
+        if not rows:
+            continue  # older schema
+        lines += [
+            f"### {THROUGHPUT_TITLES.get(path.stem, path.stem)}",
+            "",
+            "| shape | classes | IPC | variant | s / inner | speed-up | clustering | matching"
+            " | net update | clustering share | peak GiB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in rows:
             b = row["breakdown_per_inner_iteration"]
             off = _official(row)
-            s = row["seconds_per_inner_iteration"]
+            sec = row["seconds_per_inner_iteration"]
             peak = row["peak_rss_mib"] / 1024
             lines.append(
                 f"| {row['shape'].partition(':')[0]} | {row['classes']} | {row['ipc']} | "
-                f"{row['variant']} | {s:.2f}"
+                f"{row['variant']} | {sec:.2f}"
                 + (f" ({off[0]})" if off else "")
                 + " | "
-                + (f"{off[0] / s:.1f}x" if off else "-")
+                + (f"{off[0] / sec:.1f}x" if off else "-")
                 + f" | {b['clustering']:.2f} | {b['matching']:.2f} | "
                 f"{b['network_update']:.2f} | {100 * row['clustering_share']:.0f} %"
                 + (f" ({100 * off[1]:.0f} %)" if off else "")
@@ -157,7 +173,8 @@ def throughput_section(paths: list[Path], root: Path) -> list[str]:
                 + (f" ({off[2]})" if off else "")
                 + " |"
             )
-    return lines + [""] + sources + [""]
+        lines += ["", _source(record, path, root), ""]
+    return lines
 
 
 def continual_section(paths: list[Path], root: Path, plots: Path) -> list[str]:
