@@ -18,7 +18,16 @@ from pathlib import Path
 import numpy as np
 
 CIFAR10_NAMES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 
 
@@ -107,8 +116,12 @@ def write_cifar10(root: Path, per_class_train: int = 3, per_class_test: int = 2)
     data, labels = _cifar_rows(10, per_class_test)
     _dump(
         base / "test_batch",
-        {"batch_label": "testing batch 1 of 1", "labels": labels, "data": data,
-         "filenames": [f"t_{i}.png" for i in range(len(labels))]},
+        {
+            "batch_label": "testing batch 1 of 1",
+            "labels": labels,
+            "data": data,
+            "filenames": [f"t_{i}.png" for i in range(len(labels))],
+        },
     )
     _dump(
         base / "batches.meta",
@@ -232,3 +245,12 @@ def write_image_folder(
                 arr = fake_image(c, k if sub != "test" else 100 + k, 3, size).transpose(1, 2, 0)
                 Image.fromarray(np.ascontiguousarray(arr), "RGB").save(folder / f"{k:03d}{ext}")
     return root
+
+
+def shared_data_root() -> Path:
+    """The read-only real data beside the checkout (``../shared/data``), or
+    ``$DREAM_CL_SHARED_DATA``; tests that need it skip when it is absent."""
+    import os
+
+    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(os.environ.get("DREAM_CL_SHARED_DATA", default))

@@ -23,7 +23,7 @@ def _run(*args: str) -> str:
 def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     results = tmp_path / "results"
     _run("benchmarks/throughput.py", "--quick", "--variants", "pool", "--out-dir", str(results))
-    _run(
+    efficiency = (
         "benchmarks/efficiency.py",
         "--quick",
         "--datasets",
@@ -33,6 +33,7 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
         "--work-dir",
         str(tmp_path / "work"),
     )
+    _run(*efficiency)
     thr = json.loads((results / "throughput.json").read_text())
     row = thr["results"][0]
     assert row["variant"] == "pool" and row["seconds_per_inner_iteration"] > 0
@@ -50,16 +51,7 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     assert len(eff["results"]["runs"]) == 4
 
     # a second sweep finds every run finished and starts nothing
-    out = _run(
-        "benchmarks/efficiency.py",
-        "--quick",
-        "--datasets",
-        "digits",
-        "--out-dir",
-        str(results),
-        "--work-dir",
-        str(tmp_path / "work"),
-    )
+    out = _run(*efficiency)
     assert out.count("(") == 4 and "wrote" in out
 
     md = tmp_path / "RESULTS.md"

@@ -13,6 +13,20 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 import torch
+from fakedata import (
+    CIFAR10_NAMES,
+    fake_color,
+    fake_image,
+    shared_data_root,
+    tiny_wnids,
+    write_cifar10,
+    write_cifar100,
+    write_fashion_mnist,
+    write_image_folder,
+    write_mnist,
+    write_svhn,
+    write_tinyimagenet,
+)
 
 from dream_cl.data import (
     DATASETS,
@@ -30,38 +44,9 @@ from dream_cl.data.cifar import load_pickle
 from dream_cl.data.mnist import read_idx
 from dream_cl.errors import UserError
 
-try:
-    from fakedata import (
-        CIFAR10_NAMES,
-        fake_color,
-        fake_image,
-        tiny_wnids,
-        write_cifar10,
-        write_cifar100,
-        write_fashion_mnist,
-        write_image_folder,
-        write_mnist,
-        write_svhn,
-        write_tinyimagenet,
-    )
-except ImportError:  # tests/ imported as a package
-    from tests.fakedata import (
-        CIFAR10_NAMES,
-        fake_color,
-        fake_image,
-        tiny_wnids,
-        write_cifar10,
-        write_cifar100,
-        write_fashion_mnist,
-        write_image_folder,
-        write_mnist,
-        write_svhn,
-        write_tinyimagenet,
-    )
-
-SHARED = Path("/work/shared/data")
+SHARED = shared_data_root()
 needs_shared = pytest.mark.skipif(
-    not (SHARED / "MNIST" / "raw").is_dir(), reason="real MNIST not present in /work/shared/data"
+    not (SHARED / "MNIST" / "raw").is_dir(), reason=f"real MNIST not present in {SHARED}"
 )
 FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "tinyimagenet")
 
@@ -91,7 +76,13 @@ def one_line_error(exc: pytest.ExceptionInfo[UserError]) -> str:
 # -- registry --------------------------------------------------------------------------------
 def test_registry_names_and_read_only() -> None:
     assert dataset_names() == (
-        "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "tinyimagenet",
+        "digits",
+        "mnist",
+        "fashion_mnist",
+        "cifar10",
+        "cifar100",
+        "svhn",
+        "tinyimagenet",
         "imagefolder",
     )
     assert isinstance(DATASETS, MappingProxyType)
@@ -428,8 +419,9 @@ def test_imagefolder_options(tmp_path: Path) -> None:
 
 
 def test_imagefolder_train_test_dirs(tmp_path: Path) -> None:
-    folder = write_image_folder(tmp_path, ("x", "y"), per_class=4, size=10, split_dirs=True,
-                                per_class_test=2)
+    folder = write_image_folder(
+        tmp_path, ("x", "y"), per_class=4, size=10, split_dirs=True, per_class_test=2
+    )
     train, test = load_train_test("imagefolder", folder, image_size=10)
     assert train.class_counts() == [4, 4] and test.class_counts() == [2, 2]
     assert torch.equal(test.class_images(1)[1], torch.from_numpy(fake_image(1, 101, 3, 10)))
@@ -477,8 +469,12 @@ def test_missing_data_names_expected_path(tmp_path: Path, name: str) -> None:
 
 def test_available_matches_written_files(tmp_path: Path) -> None:
     writers = {
-        "mnist": write_mnist, "fashion_mnist": write_fashion_mnist, "cifar10": write_cifar10,
-        "cifar100": write_cifar100, "svhn": write_svhn, "tinyimagenet": write_tinyimagenet,
+        "mnist": write_mnist,
+        "fashion_mnist": write_fashion_mnist,
+        "cifar10": write_cifar10,
+        "cifar100": write_cifar100,
+        "svhn": write_svhn,
+        "tinyimagenet": write_tinyimagenet,
     }
     for name, write in writers.items():
         assert not DATASETS[name].available(tmp_path)

@@ -531,3 +531,34 @@ def test_compile_refuses_batchnorm_and_the_batched_formulation():
         tiny(compile=True, formulation="batched").validate()
     with pytest.raises(UserError, match="--compile needs a network without buffers"):
         engine.distill(tiny(compile=True, model="convnet-bn"), _digits())
+
+
+@pytest.mark.slow
+def test_dream_on_real_mnist_beats_a_random_coreset_of_the_same_size(tmp_path):
+    """Real MNIST, IPC 10, the cpu preset cut to its first 2 outer iterations (of 40), both
+    sets evaluated by the preset's shortened protocol (ConvNet-3 width 32, 300 epochs, same
+    seed). DREAM stores 100 images (decoded to 400 by multi-formation), the random coreset
+    100 real images. Measured: DREAM 96.6 %, random 93.9 %; a margin under 1.5 points would
+    mean the k-means init, the decode or the matching is broken.
+    """
+    from fakedata import shared_data_root
+
+    from dream_cl.coreset import select_coreset
+    from dream_cl.data import load_train_test
+    from dream_cl.evaluate import EvalConfig, evaluate_image_set
+
+    root = shared_data_root()
+    if not (root / "MNIST").exists():
+        pytest.skip(f"MNIST not found under {root}")
+    train, test = load_train_test("mnist", root)
+    cfg = resolve_config("mnist", 10, preset="cpu", image_size=28, overrides={"iterations": 2})
+    engine.distill(cfg, train, out=tmp_path / "dream")
+    dream = load_image_set(tmp_path / "dream")
+    assert dream.num_stored == 100 and dream.factor == 2
+    protocol = EvalConfig(epochs=cfg.eval_epochs)
+    options = {"width": cfg.eval_width}
+    acc_dream = evaluate_image_set(dream, test, cfg=protocol, model_options=options).mean
+    rand = select_coreset(train, "random", 10, seed=0)
+    acc_rand = evaluate_image_set(rand, test, cfg=protocol, model_options=options).mean
+    print(f"DREAM {acc_dream:.4f}  random {acc_rand:.4f}")
+    assert acc_dream >= acc_rand + 0.015, (acc_dream, acc_rand)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fakedata import shared_data_root
 from torch import nn
 
 from dream_cl.artifact import ImageSet, load_image_set, save_image_set
@@ -24,7 +25,7 @@ from dream_cl.evaluate import (
 )
 from dream_cl.evaluate import test_accuracy as accuracy_on  # alias: pytest must not collect it
 
-DATA_ROOT = "/work/shared/data"
+DATA_ROOT = str(shared_data_root())
 
 
 def test_default_eval_dsa_per_dataset() -> None:

@@ -8,6 +8,16 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 import torch
+from fakedata import (
+    fake_image,
+    write_cifar10,
+    write_cifar100,
+    write_fashion_mnist,
+    write_image_folder,
+    write_mnist,
+    write_svhn,
+    write_tinyimagenet,
+)
 
 from dream_cl.errors import UserError
 from dream_cl.scenarios import (
@@ -21,29 +31,6 @@ from dream_cl.scenarios import (
     seeded_class_order,
     step_sizes,
 )
-
-try:
-    from fakedata import (
-        fake_image,
-        write_cifar10,
-        write_cifar100,
-        write_fashion_mnist,
-        write_image_folder,
-        write_mnist,
-        write_svhn,
-        write_tinyimagenet,
-    )
-except ImportError:  # tests/ imported as a package
-    from tests.fakedata import (
-        fake_image,
-        write_cifar10,
-        write_cifar100,
-        write_fashion_mnist,
-        write_image_folder,
-        write_mnist,
-        write_svhn,
-        write_tinyimagenet,
-    )
 
 # scenario -> (writer, total classes, classes per step, whether pixels are exact fake_image)
 WRITERS = {
