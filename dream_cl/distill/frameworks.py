@@ -289,7 +289,14 @@ class CompiledMatching:
         def ce(matched: dict, rest: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(functional_call(template, {**rest, **matched}, (x,)), y)
 
-        def loss(z_syn, matched, rest, z_real, y_real, y_syn):  # noqa: ANN001, ANN202
+        def loss(
+            z_syn: torch.Tensor,
+            matched: dict,
+            rest: dict,
+            z_real: torch.Tensor,
+            y_real: torch.Tensor,
+            y_syn: torch.Tensor,
+        ) -> torch.Tensor:
             g_real = grad(ce)(matched, rest, z_real, y_real)
             g_syn = grad(ce)(matched, rest, z_syn, y_syn)
             return gradient_distance(
