@@ -240,6 +240,11 @@ def main() -> None:
     )
     ap.add_argument("--out-dir", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="tiny smoke setting")
+    ap.add_argument(
+        "--summarize-only",
+        action="store_true",
+        help="start no runs; summarise the finished ones (e.g. while a sweep is stopped)",
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -274,8 +279,9 @@ def main() -> None:
         for seed in args.seeds.split(",")
         for variant in args.variants.split(",")
     ]
+    todo = [] if args.summarize_only else settings
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for row in pool.map(lambda s: _child(s, runs_dir), settings):
+        for row in pool.map(lambda s: _child(s, runs_dir), todo):
             if row is None:
                 continue
             print(
