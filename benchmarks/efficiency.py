@@ -300,7 +300,7 @@ def main() -> None:
         print("no finished runs yet")
         return
     summary = summarize(rows)
-    plot(summary, out_dir / f"{args.name}.png")
+    plot(summary, out_dir / "plots" / f"{args.name}.png")
     from dream_cl.utils import resolve_device
 
     cli_settings = {
