@@ -23,6 +23,7 @@ TINY_DISTILL = {
     "n_clusters": 8,
     "batch_real": 8,
     "n_data": 32,
+    "factor": 2,  # multi-formation accounting is what these tests check (digits' default: 1)
 }
 TINY = {
     "ipc": 2,
@@ -272,7 +273,7 @@ def test_cli_run_resume_and_compare(tmp_path: Path) -> None:
     )
     result = _cli(*args)
     assert result.exit_code == 0, result.output
-    assert "digits-5step: dream memory, ipc 2 (20 stored images, 80 decoded)" in result.output
+    assert "digits-5step: dream memory, ipc 2 (20 stored images, 20 decoded)" in result.output
     assert len([line for line in result.output.splitlines() if line.startswith("       ")]) >= 5
     config = _load(out / "config.json")["config"]
     assert config["preset"] == "cpu" and config["distill_overrides"]["iterations"] == 1

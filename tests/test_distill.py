@@ -63,6 +63,7 @@ def tiny(framework: str = "idc", ipc: int = 2, **overrides) -> DistillConfig:
     }
     if framework == "idc":
         values["inner_loop"] = 3
+        values["factor"] = 2  # exercise multi-formation (the digits preset uses factor 1)
     if framework in ("dc", "dsa"):
         values.update(inner_loop=2, net_epochs_syn=1)
     values.update(overrides)
@@ -562,3 +563,9 @@ def test_dream_on_real_mnist_beats_a_random_coreset_of_the_same_size(tmp_path):
     acc_rand = evaluate_image_set(rand, test, cfg=protocol, model_options=options).mean
     print(f"DREAM {acc_dream:.4f}  random {acc_rand:.4f}")
     assert acc_dream >= acc_rand + 0.015, (acc_dream, acc_rand)
+
+
+def test_digits_presets_do_not_decode_8px_images_into_4px_tiles():
+    for preset in ("paper", "cpu"):
+        assert resolve_config("digits", 10, preset=preset, image_size=8).factor == 1
+        assert resolve_config("mnist", 10, preset=preset, image_size=28).factor == 2

@@ -60,7 +60,10 @@ def tiny_model(num_classes: int, seed: int = 0) -> nn.Module:
 
 
 def memory(method: str = "random", ipc: int = 2, **kw) -> MemoryConfig:
-    return MemoryConfig(method, ipc, "cpu", overrides=dict(TINY), device="cpu", **kw)
+    overrides = dict(TINY)
+    if method in ("dream", "idc"):
+        overrides["factor"] = 2  # multi-formation accounting is checked (digits' default: 1)
+    return MemoryConfig(method, ipc, "cpu", overrides=overrides, device="cpu", **kw)
 
 
 class Probe(SupervisedPlugin):
