@@ -301,8 +301,11 @@ def main() -> None:
         return
     summary = summarize(rows)
     plot(summary, out_dir / "plots" / f"{args.name}.png")
+    import torch
+
     from dream_cl.utils import resolve_device
 
+    torch.set_num_threads(args.threads)  # provenance records the runs' thread count
     cli_settings = {
         k: str(v) if isinstance(v, Path) else v
         for k, v in vars(args).items()
