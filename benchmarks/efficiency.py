@@ -300,7 +300,6 @@ def main() -> None:
         print("no finished runs yet")
         return
     summary = summarize(rows)
-    plot(summary, out_dir / "plots" / f"{args.name}.png")
     import torch
 
     from dream_cl.utils import resolve_device
@@ -319,6 +318,7 @@ def main() -> None:
         {"summary": summary, "runs": record_rows},
         out_dir,
     )
+    plot(summary, out_dir / "plots" / f"{args.name}.png")  # after the provenance check
     print(f"wrote {path}")
 
 
