@@ -225,7 +225,7 @@ def continual_section(paths: list[Path], root: Path, plots: Path) -> list[str]:
                 "",
                 f"Source: `{path.relative_to(root.parent)}` (commit {p.get('commit', '?')}, "
                 f"{p.get('date', '?')}, {p.get('device', '?')}); command: "
-                f"`{p.get('command', '?')}`.",
+                f"`{p.get('command', '?')}`." + (f" Note: {p['note']}." if p.get("note") else ""),
             ]
         lines += ["", f"![{record['scenario']}]({png.relative_to(root.parent)})", ""]
     return lines
