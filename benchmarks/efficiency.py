@@ -157,6 +157,11 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seeds": [r["seed"] for r in runs],
                 "final_mean": mean[-1],
                 "final_std": std[-1],
+                # the best evaluated point and the distillation's net gain over its own
+                # initialisation: where a curve falls back, "final" alone hides that
+                "best_mean": max(mean),
+                "best_iteration": its[mean.index(max(mean))],
+                "gain_over_init": mean[-1] - mean[0],
                 "seconds_per_run": statistics.fmean(
                     sum(v for k, v in r["time_seconds"].items() if k != "evaluation") for r in runs
                 ),
@@ -168,6 +173,9 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             base_iters = first_reaching(base["iterations"], base["mean"], target)
             entry["target_accuracy"] = target
             entry["baseline_iterations"] = base_iters
+            # a baseline that ends no higher than it started makes "iterations to its final
+            # accuracy" 0 for everyone: no ratio can be read off such a run
+            entry["baseline_improved"] = base["final_mean"] > base["mean"][0]
             reach = {}
             for variant, c in curves.items():
                 it = first_reaching(c["iterations"], c["mean"], target)

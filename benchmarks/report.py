@@ -82,7 +82,8 @@ def efficiency_section(path: Path, root: Path, plots: Path) -> list[str]:
         f"{s['seeds']}. 'Iterations to target' is the first evaluated iteration at which the "
         "seed-mean accuracy reaches the baseline's final seed-mean accuracy; 'ratio' is the "
         "baseline's own iterations to that accuracy divided by the variant's ('at init': "
-        "reached before any distillation).",
+        "reached before any distillation); 'best' is the highest seed-mean point and the "
+        "iteration it was seen at; 'gain' is final minus iteration 0, in points.",
         "",
         _source(record, path, root),
         "",
@@ -93,8 +94,9 @@ def efficiency_section(path: Path, root: Path, plots: Path) -> list[str]:
         lines += [
             f"### {entry['dataset']}, IPC {entry['ipc']}",
             "",
-            f"| variant | seeds | {head} | final (mean ± std) | iterations to target | ratio |",
-            "|---|---|" + "---|" * len(its) + "---|---|---|",
+            f"| variant | seeds | {head} | final (mean ± std) | best (it) | gain "
+            "| iterations to target | ratio |",
+            "|---|---|" + "---|" * len(its) + "---|---|---|---|---|",
         ]
         reach = entry.get("to_baseline_final", {})
         for variant, c in entry["curves"].items():
@@ -107,11 +109,24 @@ def efficiency_section(path: Path, root: Path, plots: Path) -> list[str]:
                 to = str(r["iterations"])
                 ratio = f"{r['ratio']:.1f}x" if r.get("ratio") else "-"
             accs = " | ".join(_pct(m) for m in c["mean"])
+            best = max(c["mean"])
+            best_it = c["iterations"][c["mean"].index(best)]
+            gain = 100 * (c["mean"][-1] - c["mean"][0])
             lines.append(
                 f"| {VARIANT_NAMES.get(variant, variant)} | {len(c['seeds'])} | {accs} | "
-                f"{_pct(c['final_mean'])} ± {_pct(c['final_std'])} | {to} | {ratio} |"
+                f"{_pct(c['final_mean'])} ± {_pct(c['final_std'])} | {_pct(best)} ({best_it}) | "
+                f"{gain:+.2f} | {to} | {ratio} |"
             )
         lines.append("")
+        base = entry["curves"].get("baseline")
+        if base is not None and base["mean"][-1] <= base["mean"][0]:
+            lines += [
+                "The baseline ends no higher than its initialisation: at this budget the "
+                "distillation does not improve on its starting images, so every variant "
+                "reaches the baseline's final accuracy at init and no iteration ratio can be "
+                "read off this run; compare the 'best' and 'gain' columns instead.",
+                "",
+            ]
     lines += [f"![accuracy against iteration]({png.relative_to(root.parent)})", ""]
     return lines
 

@@ -92,3 +92,29 @@ def test_efficiency_summary_counts_iterations_to_the_baseline_final():
     assert reach["rm"]["iterations"] == 10 and abs(reach["rm"]["ratio"] - 2.0) < 1e-9
     assert reach["init"]["at_init"] and reach["init"]["ratio"] is None
     assert reach["dream"]["iterations"] is None
+    assert entry["baseline_improved"]
+    rm = entry["curves"]["rm"]
+    assert rm["best_iteration"] == 20 and abs(rm["gain_over_init"] - 0.37) < 1e-9
+
+
+def test_efficiency_summary_flags_a_baseline_that_falls_below_its_start():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.efficiency import summarize
+
+    rows = [
+        {
+            "dataset": "d",
+            "ipc": 10,
+            "variant": v,
+            "seed": 0,
+            "eval_iterations": [0, 10, 20],
+            "accuracy": accs,
+            "time_seconds": {"matching": 1.0},
+        }
+        for v, accs in (("baseline", [0.97, 0.96, 0.95]), ("dream", [0.975, 0.98, 0.97]))
+    ]
+    (entry,) = summarize(rows)
+    assert not entry["baseline_improved"]
+    assert entry["to_baseline_final"]["baseline"]["at_init"]
+    dream = entry["curves"]["dream"]
+    assert dream["best_iteration"] == 10 and dream["gain_over_init"] < 0
