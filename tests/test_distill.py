@@ -569,3 +569,10 @@ def test_digits_presets_do_not_decode_8px_images_into_4px_tiles():
     for preset in ("paper", "cpu"):
         assert resolve_config("digits", 10, preset=preset, image_size=8).factor == 1
         assert resolve_config("mnist", 10, preset=preset, image_size=28).factor == 2
+
+
+def test_cpu_preset_image_rate_is_a_measured_multiple_of_the_papers():
+    for dataset, size, mult in (("mnist", 28, 100), ("fashion_mnist", 28, 100), ("digits", 8, 10)):
+        paper = resolve_config(dataset, 10, preset="paper", image_size=size).lr_img
+        cpu = resolve_config(dataset, 10, preset="cpu", image_size=size).lr_img
+        assert cpu == pytest.approx(mult * paper), dataset
