@@ -246,6 +246,36 @@ def continual_section(paths: list[Path], root: Path, plots: Path) -> list[str]:
     return lines
 
 
+def image_rate_section(paths: list[Path], root: Path) -> list[str]:
+    lines = ["## The cpu preset's image learning rate", ""]
+    for path in paths:
+        record = _load(path)
+        s = record["settings"]
+        lines += [
+            f"IDC framework, cpu preset, `{s['dataset']}`, sampler `{s['sampler']}`, init "
+            f"`{s['init']}`, seed {s['seed']}; the image rate set to a multiple of the paper's; "
+            f"each point the mean of {s['eval_repeats']} evaluation models.",
+            "",
+            _source(record, path, root),
+            "",
+        ]
+        runs = record["results"]["runs"]
+        for ipc in sorted({r["ipc"] for r in runs}):
+            rows = [r for r in runs if r["ipc"] == ipc]
+            its = rows[0]["eval_iterations"]
+            lines += [
+                f"### {s['dataset']}, IPC {ipc}",
+                "",
+                "| multiple | lr_img | " + " | ".join(f"it {i}" for i in its) + " |",
+                "|---|---|" + "---|" * len(its),
+            ]
+            for r in rows:
+                accs = " | ".join(_pct(a) for a in r["accuracy"])
+                lines.append(f"| {r['multiplier']:g}x | {r['lr_img']:.3g} | {accs} |")
+            lines.append("")
+    return lines
+
+
 def build(results: Path = RESULTS_DIR, out: Path | None = None) -> Path:
     """Write RESULTS.md (beside ``results``) from every result file found."""
     from dream_cl.utils import atomic_write
@@ -267,6 +297,9 @@ def build(results: Path = RESULTS_DIR, out: Path | None = None) -> Path:
     thr = sorted(results.glob("throughput*.json"))
     if thr:
         lines += throughput_section(thr, results)
+    rate = sorted(results.glob("image-rate*.json"))
+    if rate:
+        lines += image_rate_section(rate, results)
     cl = sorted(results.glob("cl-*/comparison.json"))
     if cl:
         lines += continual_section(cl, results, plots)

@@ -54,11 +54,23 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     out = _run(*efficiency)
     assert out.count("(") == 4 and "wrote" in out
 
+    _run(
+        "benchmarks/image_rate.py",
+        *("--dataset", "digits", "--ipcs", "1", "--multipliers", "1,100", "--iterations", "1"),
+        *("--eval-every", "1", "--eval-epochs", "2", "--eval-repeats", "1"),
+        *("--data-root", str(tmp_path), "--out-dir", str(results)),
+    )
+    rate = json.loads((results / "image-rate-digits.json").read_text())
+    lo, hi = rate["results"]["runs"]
+    assert hi["lr_img"] == 100 * lo["lr_img"] == 100 * lo["paper_lr_img"]
+    assert lo["eval_iterations"] == [0, 1]
+
     md = tmp_path / "RESULTS.md"
     _run("benchmarks/report.py", "--results", str(results), "--out", str(md))
     text = md.read_text()
     assert "### digits, IPC 1" in text
     assert "| pool |" in text
+    assert "### digits, IPC 1" in text and "| 100x |" in text
     assert (results / "plots" / "efficiency.png").stat().st_size > 0  # written by both scripts
 
 
