@@ -61,12 +61,14 @@ def main() -> None:
     ]
     if (work / "comparison.json").exists() or any(work.glob("*")):
         command.append("--resume")
+    import torch
+
+    # the commit whose code runs: taken before the copied result files dirty the tree
+    started = provenance(torch.device("cpu"))
     exe = Path(sys.executable).with_name("dream-cl")
     t0 = time.perf_counter()
     subprocess.run([str(exe) if exe.exists() else "dream-cl", *command[1:]], check=True)
     wall = time.perf_counter() - t0
-
-    import torch
 
     from dream_cl.utils import atomic_write_json
 
@@ -75,7 +77,8 @@ def main() -> None:
     for f in ("comparison.json", "comparison.md", "comparison.png"):
         shutil.copyfile(work / f, out / f)
     record = {
-        **provenance(torch.device("cpu")),
+        **started,
+        "date": provenance(torch.device("cpu"))["date"],
         "threads": args.threads,
         "command": " ".join(command),
         "wall_seconds_this_call": round(wall, 1),
