@@ -319,3 +319,22 @@ def test_cli_bad_inputs_one_line_nothing_written(args: tuple, needle: str, tmp_p
     out = tmp_path / "out"
     _one_line_error(_cli(*args, "--data-root", tmp_path / "none", "--out", out), needle)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("memory", ["dream", "idc"])
+def test_cli_compile_flag_reaches_the_memory_distillation(memory: str) -> None:
+    from dream_cl.cli import _cl_settings
+
+    scenario, preset, overrides = _cl_settings(
+        None, None, None, memory=memory, distill_iterations=3, distill_compile=True
+    )
+    cfg = resolve_cl_config(scenario, preset, **overrides)
+    distill = cfg.memory_config(0).distill_config("digits", 8)
+    assert distill.compile and distill.iterations == 3 and distill.formulation == "per-class"
+    _, _, plain = _cl_settings(None, None, None, memory=memory)
+    assert (
+        not resolve_cl_config(scenario, preset, **plain)
+        .memory_config(0)
+        .distill_config("digits", 8)
+        .compile
+    )
