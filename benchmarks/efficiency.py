@@ -182,10 +182,16 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 ratio = None
                 if it is not None and it > 0 and base_iters is not None:
                     ratio = base_iters / it
+                first_eval = next((i for i in c["iterations"] if i > 0), None)
                 reach[variant] = {
                     "iterations": it,
                     "ratio": ratio,
                     "at_init": it == 0,
+                    # reached at the first evaluation after init: it may have needed fewer
+                    # iterations than that, so the ratio is a lower bound
+                    "ratio_is_lower_bound": variant != "baseline"
+                    and ratio is not None
+                    and it == first_eval,
                 }
             entry["to_baseline_final"] = reach
         out.append(entry)

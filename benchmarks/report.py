@@ -84,7 +84,8 @@ def efficiency_section(path: Path, root: Path, plots: Path) -> list[str]:
         f"{s['seeds']}. 'Iterations to target' is the first evaluated iteration at which the "
         "seed-mean accuracy reaches the baseline's final seed-mean accuracy; 'ratio' is the "
         "baseline's own iterations to that accuracy divided by the variant's ('at init': "
-        "reached before any distillation); 'best' is the highest seed-mean point and the "
+        "reached before any distillation; '≥': reached at the first evaluation, so possibly "
+        "sooner); 'best' is the highest seed-mean point and the "
         "iteration it was seen at; 'gain' is final minus iteration 0, in points.",
         "",
         _source(record, path, root),
@@ -110,6 +111,8 @@ def efficiency_section(path: Path, root: Path, plots: Path) -> list[str]:
             else:
                 to = str(r["iterations"])
                 ratio = f"{r['ratio']:.1f}x" if r.get("ratio") else "-"
+                if r.get("ratio_is_lower_bound"):
+                    ratio = f"≥ {ratio}"
             accs = " | ".join(_pct(m) for m in c["mean"])
             best = max(c["mean"])
             best_it = c["iterations"][c["mean"].index(best)]

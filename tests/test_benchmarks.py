@@ -96,14 +96,18 @@ def test_efficiency_summary_counts_iterations_to_the_baseline_final():
         row("rm", 1, [0.50, 0.79, 0.85, 0.86, 0.87]),
         row("init", 0, [0.81, 0.82, 0.83, 0.84, 0.85]),
         row("dream", 0, [0.60, 0.62, 0.64, 0.66, 0.68]),
+        row("idc", 0, [0.50, 0.81, 0.82, 0.83, 0.84]),
     ]
     (entry,) = summarize(rows)
     assert abs(entry["target_accuracy"] - 0.80) < 1e-9
     assert entry["baseline_iterations"] == 20  # mean 0.775 at 15, 0.80 at 20
     reach = entry["to_baseline_final"]
     assert reach["rm"]["iterations"] == 10 and abs(reach["rm"]["ratio"] - 2.0) < 1e-9
+    assert not reach["rm"]["ratio_is_lower_bound"]
     assert reach["init"]["at_init"] and reach["init"]["ratio"] is None
     assert reach["dream"]["iterations"] is None
+    # reached at the first evaluation after init: 4x is only what the grid can show
+    assert reach["idc"]["ratio"] == 4.0 and reach["idc"]["ratio_is_lower_bound"]
     assert entry["baseline_improved"]
     rm = entry["curves"]["rm"]
     assert rm["best_iteration"] == 20 and abs(rm["gain_over_init"] - 0.37) < 1e-9
