@@ -69,8 +69,7 @@ def efficiency_section(path: Path, root: Path, plots: Path) -> list[str]:
     png = plot(summary, plots / f"{path.stem}.png")
     title = {
         "efficiency": "## Efficiency: the Table 3 ablation on real data",
-        "efficiency-40": "## Efficiency over the cpu preset's full 40 iterations "
-        "(FashionMNIST, IPC 1)",
+        "efficiency-40": "## Efficiency over the cpu preset's full 40 iterations (IPC 1)",
         "efficiency-paper-lr": "## Efficiency, before the cpu preset's image-rate fix "
         "(paper rate, 300x fewer steps)",
     }.get(path.stem, f"## {path.stem}")
