@@ -40,7 +40,8 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.2f}"
+    text = f"{100 * x:.2f}"
+    return "0.00" if text == "-0.00" else text  # a rounding residue, not a sign
 
 
 def _source(record: dict[str, Any], path: Path, root: Path) -> str:
