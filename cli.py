@@ -427,6 +427,8 @@ def _cl_settings(
 
 
 def _echo_cl_result(results: dict, out: Path) -> None:
+    from dream_cl.utils import percent
+
     cfg, summary = results["config"], results["summary"]
     mem = summary["memory"]
     typer.echo(
@@ -442,7 +444,7 @@ def _echo_cl_result(results: dict, out: Path) -> None:
     typer.echo(
         f"average incremental {100 * aia:.2f}, final "
         f"{100 * summary['final_accuracy']['mean']:.2f}, forgetting "
-        f"{100 * summary['forgetting']['mean']:.2f}"
+        f"{percent(summary['forgetting']['mean'])}"
     )
     first = results["orders"][0]["seed"]
     typer.echo(

@@ -40,8 +40,9 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _pct(x: float) -> str:
-    text = f"{100 * x:.2f}"
-    return "0.00" if text == "-0.00" else text  # a rounding residue, not a sign
+    from dream_cl.utils import percent
+
+    return percent(x)
 
 
 def _source(record: dict[str, Any], path: Path, root: Path) -> str:

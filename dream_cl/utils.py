@@ -16,6 +16,13 @@ import torch
 from dream_cl.errors import UserError
 
 
+def percent(x: float) -> str:
+    """A fraction as a percentage with two decimals; a tiny negative (a float residue, e.g.
+    a forgetting of -1e-17) prints as 0.00, not -0.00."""
+    text = f"{100 * x:.2f}"
+    return "0.00" if text == "-0.00" else text
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded alike."""
     random.seed(seed)

@@ -44,7 +44,13 @@ from dream_cl.scenarios.builder import Scenario, resolve_scenario_source, scenar
 from dream_cl.strategies.config import CLConfig, derive_seed, resolve_cl_config
 from dream_cl.strategies.memory import DistilledBuffer
 from dream_cl.strategies.strategy import DistilledReplay, close_loggers, make_evaluator
-from dream_cl.utils import atomic_torch_save, atomic_write, atomic_write_json, resolve_device
+from dream_cl.utils import (
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_json,
+    percent,
+    resolve_device,
+)
 
 __all__ = [
     "RunPlan",
@@ -328,9 +334,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if steps:
         dense = np.array([[np.nan if v is None else v for v in row] for row in matrix])
         forget = forgetting(dense)
-        stream_forgetting = [
-            float(np.mean(forget[t, :t])) if t > 0 else 0.0 for t in range(steps)
-        ]
+        stream_forgetting = [float(np.mean(forget[t, :t])) if t > 0 else 0.0 for t in range(steps)]
     return {
         "steps": steps,
         "num_classes": [int(r["num_classes_seen"]) for r in rows],
@@ -538,8 +542,7 @@ def comparison_table(results: dict[str, dict[str, Any]]) -> str:
         s = r["summary"]
 
         def pct(d: dict[str, float]) -> str:
-            text = f"{100 * d['mean']:.2f}"
-            return text + (f" ± {100 * d['std']:.2f}" if d["n"] > 1 else "")
+            return percent(d["mean"]) + (f" ± {percent(d['std'])}" if d["n"] > 1 else "")
 
         mem = s["memory"]
         cells = [pct(a) for a in s["accuracy"]]
