@@ -12,11 +12,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dream_cl.errors import UserError
+
+if TYPE_CHECKING:
+    from dream_cl.distributed import DistEnv as DistEnvT
 
 app = typer.Typer(
     name="dream-cl",
@@ -28,20 +31,49 @@ app = typer.Typer(
 
 
 def command(*args, **kwargs):
-    """``app.command`` whose user errors print one line and exit 1 (also under CliRunner)."""
+    """``app.command`` whose user errors print one line and exit 1 (also under CliRunner).
+
+    Under torchrun an error every rank agreed on is printed by rank 0 alone; an error of
+    one rank says which; a lost peer process ends the rank with one line (or silently
+    when dream-cl's own launcher, which names the failed rank, started it).
+    """
 
     def decorate(func):
         @functools.wraps(func)
         def wrapper(*a, **k):
+            from dream_cl.distributed import AgreedError, DistEnv, is_peer_failure, shutdown
+
             try:
                 return func(*a, **k)
             except UserError as err:
-                typer.echo(f"error: {err}", err=True)
+                env = DistEnv.current()
+                if env.is_main or not isinstance(err, AgreedError):
+                    prefix = f"rank {env.rank}: " if env.world_size > 1 and not env.is_main else ""
+                    typer.echo(f"error: {prefix}{err}", err=True)
                 raise typer.Exit(1) from None
+            except Exception as err:
+                if not is_peer_failure(err):
+                    raise
+                env = DistEnv.current()
+                if not os.environ.get(LAUNCHER_ENV):
+                    typer.echo(
+                        f"error: rank {env.rank}: another process of the job stopped; "
+                        "ending this one too (rerun with --resume)",
+                        err=True,
+                    )
+                os._exit(PEER_LOST_EXIT)  # no collective clean-up with a dead peer: it hangs
+            finally:
+                shutdown()
 
         return app.command(*args, **kwargs)(wrapper)
 
     return decorate
+
+
+LAUNCHER_ENV = "DREAM_CL_LAUNCHED"
+"""Set in the processes that ``--nproc`` starts (the launcher reports failures)."""
+PEER_LOST_EXIT = 3
+"""Exit status of a rank that stopped because another rank of the job died."""
 
 
 DEFAULT_DATA_ROOT = os.environ.get("DREAM_CL_DATA", "data")
@@ -61,15 +93,53 @@ Download = Annotated[
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 ThreadsOpt = Annotated[
     int | None,
-    typer.Option(help="CPU threads for torch (default: 1 for digits, else torch's choice)."),
+    typer.Option(
+        help="CPU threads for torch (default: 1 for digits, else torch's choice; under "
+        "torchrun the cores shared by the node's processes)."
+    ),
 ]
+NprocOpt = Annotated[
+    int,
+    typer.Option(
+        "--nproc",
+        help="Processes on this machine (starts torchrun's launcher; classes are sharded "
+        "across them, one GPU each when present). See docs/distributed.md.",
+    ),
+]
+
+
+def _distributed(nproc: int, device: str) -> tuple[DistEnvT, str]:
+    """Join torchrun's process group when launched by it; returns (env, device name).
+
+    Outside torchrun nothing changes. Ranks other than 0 print nothing to stdout: progress,
+    logs and results come from rank 0 only.
+    """
+    from dream_cl.distributed import init_from_env, launched_by_torchrun, local_device
+
+    if nproc < 1:
+        raise UserError("--nproc must be at least 1")
+    if nproc > 1 and not launched_by_torchrun():
+        raise UserError(
+            "--nproc starts processes from the dream-cl command line only; in Python, launch "
+            "with torchrun instead"
+        )
+    env = init_from_env(device)
+    if env.world_size > 1 and not env.is_main:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's lifetime
+    return env, local_device(env, device)
 
 
 def _set_threads(threads: int | None, dataset: str) -> None:
     """Digits-sized models run fastest on one thread, and one thread cannot be starved by
-    oversubscribed cores (two spinning threads on two busy cores ran 10x slower)."""
+    oversubscribed cores (two spinning threads on two busy cores ran 10x slower). Under
+    torchrun each process takes its share of the node's cores."""
+    from dream_cl.distributed import DistEnv, split_threads
+
+    env = DistEnv.current()
     if threads is None:
         threads = 1 if dataset == "digits" else None
+    if threads is None and env.world_size > 1:
+        threads = split_threads(env)
     if threads is None:
         return
     if threads < 1:
@@ -109,6 +179,7 @@ def coreset(
     download: Download = False,
     device: Device = "auto",
     seed: Seed = 0,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Select IPC real images per class (coreset baseline) and save them as an image set."""
     from dream_cl.artifact import save_image_set
@@ -126,6 +197,7 @@ def coreset(
         raise UserError(f"unknown model '{feature_model}'; use one of {', '.join(model_names())}")
     if ipc < 1:
         raise UserError("--ipc must be at least 1")
+    env, device = _distributed(nproc, device)
     dev = resolve_device(device)
     seed_everything(seed)
     train = load_dataset(dataset, data_root, train=True, download=download)
@@ -133,7 +205,7 @@ def coreset(
     image_set = select_coreset(
         train, method, ipc, seed=seed, feature_model=feature_model, device=dev
     )
-    path = save_image_set(image_set, out)
+    path = out if not env.is_main else save_image_set(image_set, out)
     typer.echo(
         f"{method} coreset of {dataset}: {image_set.num_stored} images "
         f"({ipc} per class) in {time.perf_counter() - t0:.1f}s -> {path}"
@@ -252,6 +324,7 @@ def distill(
     seed: Seed = 0,
     threads: ThreadsOpt = None,
     quiet: Quiet = False,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Distill a dataset with DREAM (or a baseline) into IPC synthetic images per class."""
     from dream_cl.data import load_train_test
@@ -264,8 +337,14 @@ def distill(
         raise UserError(f"unknown model '{eval_model}'; use one of {', '.join(model_names())}")
     if ipc < 1:
         raise UserError("--ipc must be at least 1")
+    env, device = _distributed(nproc, device)
     _set_threads(threads, dataset)
     train, test = load_train_test(dataset, data_root, download=download)
+    if env.world_size > 1:
+        from dream_cl.distill.engine import shard_train
+
+        train = shard_train(train, env)  # the other classes' images are freed
+        test = test if env.is_main else None
     overrides = {
         "factor": factor,
         "sampler": sampler,
@@ -298,7 +377,7 @@ def distill(
         image_size=train.info.image_size,
         overrides=overrides,
     )
-    with rich_progress(not quiet) as progress:
+    with rich_progress(not quiet and env.is_main) as progress:
         result = run_distill(cfg, train, test, out=out, resume=resume, progress=progress)
     m = result.metrics
     secs = m["time_seconds"]
@@ -612,9 +691,96 @@ def scenarios(data_root: DataRoot = Path(DEFAULT_DATA_ROOT)) -> None:
     )
 
 
-def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit status 1."""
+def _nproc_from_argv(argv: list[str]) -> tuple[int, list[str]]:
+    """``--nproc N`` (or ``--nproc=N``) taken out of the command line."""
+    rest, nproc, i = [], 1, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--nproc" and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+        elif arg.startswith("--nproc="):
+            value, i = arg.split("=", 1)[1], i + 1
+        else:
+            rest.append(arg)
+            i += 1
+            continue
+        try:
+            nproc = int(value)
+        except ValueError:
+            raise UserError(f"--nproc takes a number of processes, got '{value}'") from None
+    return nproc, rest
+
+
+def _resume_hint(argv: list[str]) -> str:
+    words = ["dream-cl", *argv] + ([] if "--resume" in argv else ["--resume"])
+    return " ".join(words)
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Start ``nproc`` processes of ``dream-cl ARGV`` on this machine with torchrun's
+    launcher (c10d rendezvous on loopback, no restarts); returns the exit status.
+
+    A failed process ends the job: the launcher stops the others at once and prints one
+    line naming the first rank that failed and the command that resumes the run.
+    """
+    import logging
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if nproc < 1:
+        raise UserError("--nproc must be at least 1")
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # each rank sets its own share
+    os.environ[LAUNCHER_ENV] = "1"
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"dream-cl-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        local_addr="127.0.0.1",
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method="spawn",
+    )
     try:
+        elastic_launch(config, sys.executable)("-m", "dream_cl.cli", *argv)
+    except ChildFailedError as err:
+        # the root cause: a rank that did not merely stop because a peer was lost
+        causes = {r: f for r, f in err.failures.items() if f.exitcode != PEER_LOST_EXIT}
+        rank, failure = min((causes or err.failures).items(), key=lambda rf: rf[1].timestamp)
+        if failure.signal_name() not in ("", "<N/A>", None) and failure.exitcode < 0:
+            how = f"was killed by {failure.signal_name()}"
+        else:
+            how = f"exited with status {failure.exitcode}"
+        if failure.exitcode == 1:
+            return 1  # a user error: rank 0 (or the rank) already said what to do
+        typer.echo(
+            f"error: rank {rank} of {nproc} {how}; the job was stopped. Resume with: "
+            f"{_resume_hint([*argv, '--nproc', str(nproc)])}",
+            err=True,
+        )
+        return 1
+    return 0
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 1.
+
+    ``--nproc N`` outside torchrun starts N processes of the same command (see
+    :func:`launch`); inside them, and under torchrun, the command runs as usual.
+    """
+    from dream_cl.distributed import launched_by_torchrun
+
+    try:
+        nproc, rest = _nproc_from_argv(sys.argv[1:])
+        if nproc != 1 and not launched_by_torchrun():
+            sys.exit(launch(nproc, rest))
         app()
     except UserError as err:
         typer.echo(f"error: {err}", err=True)

@@ -20,6 +20,7 @@ from torch import nn
 
 from dream_cl.artifact import ImageSet
 from dream_cl.data.base import DatasetSplit, to_float
+from dream_cl.distributed import ClassShard, DistEnv, all_gather_objects
 from dream_cl.errors import UserError
 from dream_cl.models import build_model
 
@@ -169,12 +170,23 @@ def select_coreset(
             generator=torch.Generator().manual_seed(seed),
             **(model_options or {}),
         ).to(device)
+    # under torchrun each rank selects its block of classes (the random method still
+    # draws every class's numbers, so the shared stream stays as in one process)
+    shard = ClassShard.for_env(train.num_classes, DistEnv.current())
+    chosen: dict[int, list[int]] = {}
+    for c in range(train.num_classes):
+        if not shard.owns(c):
+            if not needs_features:
+                selector(None, ipc, train.class_count(c), gen)
+            continue
+        feats = class_features(model, train, c, device, batch_size) if model is not None else None
+        chosen[c] = list(selector(feats, ipc, train.class_count(c), gen))
+    for part in all_gather_objects(chosen):
+        chosen.update(part)
     picked: list[int] = []
     images, labels = [], []
     for c in range(train.num_classes):
-        feats = class_features(model, train, c, device, batch_size) if model is not None else None
-        idx = selector(feats, ipc, train.class_count(c), gen)
-        local = torch.tensor(idx, dtype=torch.int64)
+        local = torch.tensor(chosen[c], dtype=torch.int64)
         images.append(to_float(train.class_images(c)[local]))
         labels.append(torch.full((ipc,), c, dtype=torch.int64))
         picked.extend((local + int(train.offsets[c])).tolist())

@@ -275,9 +275,7 @@ class DistilledBuffer(ExemplarsBuffer):
         self._keep(memory)
         return memory
 
-    def _build(
-        self, classes: list[int], step: int, dataset: Any, folder: Path | None
-    ) -> ImageSet:
+    def _build(self, classes: list[int], step: int, dataset: Any, folder: Path | None) -> ImageSet:
         if self.source is not None:
             split = self.source.subset_classes(classes, relabel=True)
         elif dataset is not None:

@@ -14,6 +14,7 @@ from dream_cl.artifact import load_image_set
 from dream_cl.data.base import DatasetInfo, DatasetSplit, to_float
 from dream_cl.distill import engine
 from dream_cl.distill.config import DistillConfig, resolve_config
+from dream_cl.distill.streams import RandomStreams
 from dream_cl.distill.synthetic import SyntheticSet, initialize
 from dream_cl.errors import UserError
 from dream_cl.formation import decode
@@ -217,10 +218,12 @@ def test_matching_augmentation_is_siamese(train):
 
     from dream_cl.distill.frameworks import _augment_pair
 
-    ctx = SimpleNamespace(info=train.info, generator=gen(3), cfg=SimpleNamespace(framework="idc"))
+    g = gen(3)
+    streams = SimpleNamespace(for_class=lambda c: g)
+    ctx = SimpleNamespace(info=train.info, streams=streams, cfg=SimpleNamespace(framework="idc"))
     x = train.class_float(0)[:4]
     outs = [
-        _augment_pair(ctx, x, x.clone(), "color_crop_cutout_flip_scale_rotate") for _ in range(5)
+        _augment_pair(ctx, 0, x, x.clone(), "color_crop_cutout_flip_scale_rotate") for _ in range(5)
     ]
     for real, syn in outs:
         assert torch.equal(real, syn)
@@ -236,9 +239,9 @@ def test_networks_are_seeded_by_run_seed_and_iteration(train):
 
     def net_params(seed: int, iteration: int) -> torch.Tensor:
         cfg = tiny("idc", seed=seed)
-        ctx = Context(
-            cfg, train, None, None, None, gen(), torch.device("cpu"), Timer(torch.device("cpu"))
-        )
+        streams = RandomStreams.create(seed, range(train.num_classes))
+        cpu = torch.device("cpu")
+        ctx = Context(cfg, train, None, None, None, streams, cpu, Timer(cpu))
         return torch.cat([p.detach().flatten() for p in ctx.make_net(iteration).parameters()])
 
     torch.manual_seed(123)
@@ -254,14 +257,15 @@ def make_ctx(cfg: DistillConfig, train: DatasetSplit):
     """A framework context as the engine builds it (random init, CPU)."""
     from dream_cl.distill.frameworks import Context, Timer
 
-    g = gen(cfg.seed)
-    syn = initialize(train, cfg.ipc, cfg.factor, "random", embed=None, generator=g, device="cpu")
+    streams = RandomStreams.create(cfg.seed, range(train.num_classes))
+    syn = initialize(
+        train, cfg.ipc, cfg.factor, "random", embed=None, generator=streams.per_class, device="cpu"
+    )
     opt = torch.optim.SGD([syn.images], lr=cfg.lr_img, momentum=cfg.momentum_img)
     sampler = engine.make_sampler(cfg, train)
     scale = engine._grad_scale(cfg, train, torch.device("cpu"))
-    return Context(
-        cfg, train, syn, opt, sampler, g, torch.device("cpu"), Timer(torch.device("cpu")), scale
-    )
+    cpu = torch.device("cpu")
+    return Context(cfg, train, syn, opt, sampler, streams, cpu, Timer(cpu), scale)
 
 
 @pytest.mark.parametrize("framework", ["dc", "dm"])
@@ -468,11 +472,12 @@ def test_dsa_and_dm_apply_one_op_group_per_call_idc_stacks_them():
     from dream_cl.distill.frameworks import augment_strategy
 
     strategy = "color_crop_cutout_flip_scale_rotate"
-    idc = SimpleNamespace(cfg=SimpleNamespace(framework="idc"), generator=gen(0))
-    assert augment_strategy(idc, strategy) == strategy
+    idc = SimpleNamespace(cfg=SimpleNamespace(framework="idc"))
+    assert augment_strategy(idc, strategy, gen(0)) == strategy
     for framework in ("dsa", "dm"):
-        ctx = SimpleNamespace(cfg=SimpleNamespace(framework=framework), generator=gen(0))
-        picks = {augment_strategy(ctx, strategy) for _ in range(200)}
+        ctx = SimpleNamespace(cfg=SimpleNamespace(framework=framework))
+        g = gen(0)
+        picks = {augment_strategy(ctx, strategy, g) for _ in range(200)}
         assert picks == set(strategy.split("_"))
 
 

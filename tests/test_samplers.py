@@ -198,7 +198,7 @@ def test_one_sampler_object_serves_two_frameworks(monkeypatch):
         return original(c, idx, embed)
 
     monkeypatch.setattr(shared, "features", spy)
-    monkeypatch.setattr(engine, "make_sampler", lambda cfg, data: shared)
+    monkeypatch.setattr(engine, "make_sampler", lambda cfg, data, classes=None: shared)
     common = {
         "device": "cpu",
         "iterations": 1,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,26 @@ import torch
 from dream_cl.artifact import ImageSet, save_image_set
 from dream_cl.data.base import DatasetSplit
 from dream_cl.distill.config import DistillConfig
-from dream_cl.distill.frameworks import FRAMEWORK_STEPS, Context, Timer, embed_fn, make_net
+from dream_cl.distill.frameworks import FRAMEWORK_STEPS, Context, embed_fn, make_net
 from dream_cl.distill.samplers import RandomSampler, RealSampler, RepresentativeSampler
+from dream_cl.distill.streams import RandomStreams
 from dream_cl.distill.synthetic import SyntheticSet, initialize
+from dream_cl.distill.timer import Timer
+from dream_cl.distributed import (
+    ClassShard,
+    DistEnv,
+    agree,
+    all_gather_objects,
+    gather_blocks,
+    maybe_fault,
+)
 from dream_cl.errors import UserError
 from dream_cl.progress import NullProgress, Progress
 from dream_cl.utils import atomic_torch_save, atomic_write_json, resolve_device
 
 CHECKPOINT_FORMAT = "dream-cl-distill-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""2: per-class random streams and class-keyed state (version 1 used one stream)."""
 # settings that may differ between a run and its resumption without changing the result
 _RESUMABLE_CHANGES = {
     "iterations",
@@ -53,17 +64,20 @@ class DistillResult:
     out: Path | None
 
 
-def make_sampler(cfg: DistillConfig, train: DatasetSplit) -> RealSampler:
+def make_sampler(
+    cfg: DistillConfig, train: DatasetSplit, classes: list[int] | None = None
+) -> RealSampler:
     if cfg.sampler == "representative":
         return RepresentativeSampler(
             train,
+            classes=classes,
             n_clusters=cfg.n_clusters,
             per_cluster=cfg.per_cluster,
             interval=cfg.interval,
             max_iter=cfg.kmeans_max_iter,
             candidates=cfg.candidates,
         )
-    return RandomSampler(train, batch_size=cfg.batch_real)
+    return RandomSampler(train, batch_size=cfg.batch_real, classes=classes)
 
 
 def method_name(cfg: DistillConfig) -> str:
@@ -97,6 +111,11 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         raise UserError(f"{path} is not a dream-cl distillation checkpoint")
     if state.get("version", 0) > CHECKPOINT_VERSION:
         raise UserError(f"{path} was written by a newer dream-cl; upgrade to resume it")
+    if state.get("version", 0) < CHECKPOINT_VERSION:
+        raise UserError(
+            f"{path} was written by an earlier dream-cl whose random streams differ; "
+            "rerun without --resume in a new --out"
+        )
     return state
 
 
@@ -121,63 +140,183 @@ def _check_same_run(saved: dict[str, Any], cfg: DistillConfig, path: Path) -> No
         )
 
 
+@dataclass
+class RunState:
+    """Everything a run carries from one outer iteration to the next: the one home of a
+    run's state, shared by checkpoints, resume and class sharding.
+
+    Each process holds its shard's classes. :meth:`state_dict` is collective (every rank
+    calls it) and returns the whole run's state keyed by dataset class, the same whatever
+    the number of processes; :meth:`load_state_dict` takes back this shard's part, so a
+    checkpoint resumes on any number of processes.
+    """
+
+    cfg: DistillConfig
+    shard: ClassShard
+    syn: SyntheticSet
+    opt_img: torch.optim.Optimizer
+    streams: RandomStreams
+    sampler: RealSampler
+    timer: Timer
+    iteration: int = 0
+    losses: list[float] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+
+    def full_images(self) -> torch.Tensor:
+        """Every class's stored images (detached), on every rank."""
+        return gather_blocks(self.syn.images.detach(), self.shard, self.syn.ipc)
+
+    def full_set(self, method: str, meta: dict | None = None) -> ImageSet:
+        full = SyntheticSet(self.full_images(), self.syn.info, self.syn.ipc, self.syn.factor)
+        return full.to_image_set(method, meta)
+
+    def _momentum(self) -> torch.Tensor | None:
+        buf = self.opt_img.state.get(self.syn.images, {}).get("momentum_buffer")
+        if buf is None:
+            return None
+        return gather_blocks(buf, self.shard, self.syn.ipc).cpu()
+
+    def state_dict(self) -> dict[str, Any]:
+        sampler = self.sampler.state_dict()
+        merged_cache: dict[int, torch.Tensor] | None = None
+        caches = all_gather_objects(sampler.get("cached"))
+        if caches[0] is not None:
+            merged_cache = {c: b for part in caches for c, b in part.items()}
+        class_states: dict[int, torch.Tensor] = {}
+        for part in all_gather_objects(self.streams.class_states()):
+            class_states.update(part)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "iteration": self.iteration,
+            "images": self.full_images().cpu(),
+            "momentum": self._momentum(),
+            "generator": self.streams.shared.get_state(),
+            "class_generators": class_states,
+            "sampler": {"cached": merged_cache, "stats": sampler.get("stats", {})},
+            "losses": list(self.losses),
+            "evals": list(self.evals),
+            "timer": dict(self.timer.seconds),
+            "config": self.cfg.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ipc, device = self.syn.ipc, self.syn.images.device
+        rows = slice(self.shard.start * ipc, self.shard.stop * ipc)
+        with torch.no_grad():
+            self.syn.images.copy_(state["images"][rows].to(device))
+        if state.get("momentum") is not None:
+            buf = state["momentum"][rows].to(device).clone()
+            self.opt_img.state[self.syn.images]["momentum_buffer"] = buf
+        self.streams.shared.set_state(state["generator"])
+        self.streams.load_class_states(state["class_generators"])
+        self.sampler.load_state_dict(state.get("sampler", {}))
+        self.losses = list(state["losses"])
+        self.evals = list(state["evals"])
+        for k, v in state["timer"].items():
+            self.timer.seconds[k] = v
+        self.iteration = int(state["iteration"])
+
+
+@dataclass
+class ShardedTrain:
+    """A rank's share of the training split: its classes' images (a copy, so the whole
+    split can be freed) and the class bounds of the whole split, from which every rank
+    draws the same network-update batches."""
+
+    local: DatasetSplit
+    offsets: torch.Tensor
+
+    @classmethod
+    def from_split(cls, train: DatasetSplit, shard: ClassShard) -> ShardedTrain:
+        if shard.world_size == 1:
+            return cls(train, train.offsets)
+        lo, hi = int(train.offsets[shard.start]), int(train.offsets[shard.stop])
+        local = DatasetSplit(train.images[lo:hi].clone(), train.labels[lo:hi].clone(), train.info)
+        return cls(local, train.offsets.clone())
+
+    @property
+    def info(self):
+        return self.local.info
+
+    @property
+    def num_classes(self) -> int:
+        return self.local.num_classes
+
+    def to(self, device: torch.device) -> DatasetSplit:
+        """The local split on ``device`` (class ids and labels as in the dataset)."""
+        return DatasetSplit(self.local.images.to(device), self.local.labels.to(device), self.info)
+
+
+def shard_train(train: DatasetSplit, env: DistEnv | None = None) -> ShardedTrain:
+    """This rank's share of ``train`` (all of it in a single process)."""
+    env = env or DistEnv.current()
+    return ShardedTrain.from_split(train, ClassShard.for_env(train.num_classes, env))
+
+
+def _prepare_out(out_dir: Path | None, resume: bool) -> dict[str, Any] | None:
+    """Check the output folder (rank 0 decides) and read the checkpoint to resume."""
+    ckpt_path = out_dir / "checkpoint.pt" if out_dir is not None else None
+
+    def check() -> None:
+        if ckpt_path is not None and ckpt_path.exists() and not resume:
+            raise UserError(
+                f"{out_dir} already holds a run; pass --resume to continue it or choose "
+                "another --out"
+            )
+        if resume and (ckpt_path is None or not ckpt_path.exists()):
+            raise UserError(f"--resume: no checkpoint in {out_dir}; run without --resume first")
+
+    agree(check)
+    if not resume or ckpt_path is None:
+        return None
+    return agree(lambda: _load_checkpoint(ckpt_path))
+
+
 def distill(
     cfg: DistillConfig,
-    train: DatasetSplit,
+    train: DatasetSplit | ShardedTrain,
     test: DatasetSplit | None = None,
     *,
     out: str | Path | None = None,
     resume: bool = False,
     progress: Progress | None = None,
     stop_after: int | None = None,
+    env: DistEnv | None = None,
 ) -> DistillResult:
     """Run DREAM (or a baseline) on ``train``; evaluate on ``test`` every ``eval_every``.
 
-    ``stop_after`` ends the run early after that many outer iterations of this call (with a
-    checkpoint), which is how tests and schedulers interrupt a run deterministically.
+    Under torchrun (``env``: the process group's view by default) each rank distils its
+    block of classes and gets the whole synthetic set back; rank 0 alone evaluates (only
+    it needs ``test``) and writes. Pass :func:`shard_train`'s result to free the other
+    classes' images. ``stop_after`` ends the run early after that many outer iterations
+    of this call (with a checkpoint), which is how tests and schedulers interrupt a run.
     """
     cfg.validate()
-    progress = progress or NullProgress()
+    env = env or DistEnv.current()
+    progress = progress if (progress is not None and env.is_main) else NullProgress()
     device = resolve_device(cfg.device)
     out_dir = Path(out) if out is not None else None
-    ckpt_path = out_dir / "checkpoint.pt" if out_dir is not None else None
-    if ckpt_path is not None and ckpt_path.exists() and not resume:
-        raise UserError(
-            f"{out_dir} already holds a run; pass --resume to continue it or choose another --out"
-        )
-    if resume and (ckpt_path is None or not ckpt_path.exists()):
-        raise UserError(f"--resume: no checkpoint in {out_dir}; run without --resume first")
-    if cfg.eval_every > 0 and test is None:
+    if cfg.eval_every > 0 and test is None and env.is_main:
         raise ValueError("eval_every > 0 needs a test split")
+    saved = _prepare_out(out_dir, resume)
+    if saved is not None:
+        _check_same_run(saved["config"], cfg, out_dir / "checkpoint.pt")  # type: ignore[operator]
 
     start_wall = time.perf_counter()
-    train_dev = DatasetSplit(train.images.to(device), train.labels.to(device), train.info)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    sampler = make_sampler(cfg, train_dev)
+    shard = ClassShard.for_env(train.num_classes, env)
+    if isinstance(train, DatasetSplit):
+        train = ShardedTrain.from_split(train, shard)
+    train_dev = train.to(device)
+    streams = RandomStreams.create(cfg.seed, shard.classes)
+    sampler = make_sampler(cfg, train_dev, shard.classes)
     timer = Timer(device)
-    losses: list[float] = []
-    evals: list[dict[str, Any]] = []
-    start = 0
-
-    # the network of iteration 0 embeds for the k-means init, as in the official code
-    if resume and ckpt_path is not None:
-        state = _load_checkpoint(ckpt_path)
-        _check_same_run(state["config"], cfg, ckpt_path)
-        images = state["images"].to(device).requires_grad_(True)
-        syn = SyntheticSet(images=images, info=train_dev.info, ipc=cfg.ipc, factor=cfg.factor)
-        generator.set_state(state["generator"])
-        sampler.load_state_dict(state.get("sampler", {}))
-        losses = list(state["losses"])
-        evals = list(state["evals"])
-        for k, v in state["timer"].items():
-            timer.seconds[k] = v
-        start = int(state["iteration"])
-        if start > cfg.iterations:
-            raise UserError(
-                f"--resume: the run in {out_dir} is already at iteration {start}; "
-                f"pass --iterations >= {start}"
-            )
+    shape = (shard.stop - shard.start) * cfg.ipc, *train.local.images.shape[1:]
+    if saved is not None:
+        images = torch.zeros(shape, device=device)
+        syn = SyntheticSet(images, train.info, cfg.ipc, cfg.factor, classes=shard.classes)
     else:
+        # the network of iteration 0 embeds for the k-means init, as in the official code
         with timer.section("init"):
             embed = (
                 embed_fn(make_net(cfg, train_dev.info, device, 0), train_dev.info, device)
@@ -190,32 +329,45 @@ def distill(
                 cfg.factor,
                 cfg.init,
                 embed=embed,
-                generator=generator,
+                generator=streams.per_class,
                 device=device,
+                classes=shard.classes,
             )
+    syn.images.requires_grad_(True)
     opt_img = torch.optim.SGD([syn.images], lr=cfg.lr_img, momentum=cfg.momentum_img)
-    if resume:
-        opt_img.load_state_dict(state["opt_img"])
+    state = RunState(cfg, shard, syn, opt_img, streams, sampler, timer)
+    if saved is not None:
+        state.load_state_dict(saved)
+        if state.iteration > cfg.iterations:
+            raise UserError(
+                f"--resume: the run in {out_dir} is already at iteration {state.iteration}; "
+                f"pass --iterations >= {state.iteration}"
+            )
     ctx = Context(
         cfg,
         train_dev,
         syn,
         opt_img,
         sampler,
-        generator,
+        streams,
         device,
         timer,
         grad_scale=_grad_scale(cfg, train_dev, device),
+        shard=shard,
+        real_offsets=train.offsets,
     )
-    if out_dir is not None:
+    if out_dir is not None and env.is_main:
         atomic_write_json(cfg.to_dict(), out_dir / "config.json")
 
     def evaluate_now(iteration: int) -> None:
         from dream_cl.evaluate import EvalConfig, evaluate_image_set
 
+        image_set = state.full_set(method_name(cfg))  # collective
+        if not env.is_main:
+            return
         with timer.section("evaluation"):
             result = evaluate_image_set(
-                syn.to_image_set(method_name(cfg)),
+                image_set,
                 test,
                 model=cfg.eval_model,
                 repeats=cfg.eval_repeats,
@@ -224,7 +376,7 @@ def distill(
                 seed=cfg.seed,
                 device=device,
             )
-        evals.append(
+        state.evals.append(
             {
                 "iteration": iteration,
                 "model": cfg.eval_model,
@@ -234,28 +386,16 @@ def distill(
             }
         )
 
-    def save_checkpoint(iteration: int) -> None:
-        if ckpt_path is None:
+    def save_checkpoint() -> None:
+        if out_dir is None:
             return
         with timer.section("checkpoint"):
-            atomic_torch_save(
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "version": CHECKPOINT_VERSION,
-                    "iteration": iteration,
-                    "images": syn.images.detach().cpu(),
-                    "opt_img": opt_img.state_dict(),
-                    "generator": generator.get_state(),
-                    "sampler": sampler.state_dict(),
-                    "losses": losses,
-                    "evals": evals,
-                    "timer": dict(timer.seconds),
-                    "config": cfg.to_dict(),
-                },
-                ckpt_path,
-            )
+            snapshot = state.state_dict()  # collective
+            if env.is_main:
+                atomic_torch_save(snapshot, out_dir / "checkpoint.pt")
 
-    if start == 0 and cfg.eval_every > 0 and not any(e["iteration"] == 0 for e in evals):
+    start = state.iteration
+    if start == 0 and cfg.eval_every > 0 and not any(e["iteration"] == 0 for e in state.evals):
         evaluate_now(0)
     step = FRAMEWORK_STEPS[cfg.framework]
     progress.start("distill", cfg.iterations)
@@ -263,22 +403,24 @@ def distill(
         progress.advance("distill", start)
     for it in range(start, cfg.iterations):
         loss = step(ctx, it)
-        losses.append(loss)
-        done = it + 1
+        state.losses.append(loss)
+        done = state.iteration = it + 1
         if cfg.eval_every > 0 and done % cfg.eval_every == 0:
             evaluate_now(done)
-        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-            save_checkpoint(done)
+        stopping = stop_after is not None and done - start >= stop_after
+        if done % cfg.checkpoint_every == 0 or done == cfg.iterations or stopping:
+            save_checkpoint()
+        maybe_fault(env, done)
         metrics = {"loss": loss}
-        if evals:
-            metrics["acc"] = evals[-1]["mean"]
+        if state.evals:
+            metrics["acc"] = state.evals[-1]["mean"]
         progress.advance("distill", 1, **metrics)
-        if stop_after is not None and done - start >= stop_after and done < cfg.iterations:
-            save_checkpoint(done)
+        if stopping and done < cfg.iterations:
             break
     progress.finish("distill")
 
-    image_set = syn.to_image_set(method_name(cfg), meta={"ipc": cfg.ipc, "config": cfg.to_dict()})
+    image_set = state.full_set(method_name(cfg), meta={"ipc": cfg.ipc, "config": cfg.to_dict()})
+    losses, evals = state.losses, state.evals
     seconds = dict(timer.seconds)
     stats = getattr(sampler, "stats", None)
     metrics: dict[str, Any] = {
@@ -301,17 +443,19 @@ def distill(
         "stored_images": image_set.num_stored,
         "decoded_images": image_set.num_decoded,
         "device": str(device),
+        "processes": env.world_size,
+        "classes_per_process": shard.sizes(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "config": cfg.to_dict(),
     }
-    if out_dir is not None and len(losses) == cfg.iterations:
+    if out_dir is not None and env.is_main and len(losses) == cfg.iterations:
         from dream_cl.visualize import save_class_grid
 
         save_image_set(image_set, out_dir)
         save_class_grid(image_set.images, image_set.labels, out_dir / "grid.png")
         atomic_write_json(metrics, out_dir / "metrics.json")
-    elif out_dir is not None:
+    elif out_dir is not None and env.is_main:
         atomic_write_json(metrics, out_dir / "metrics.partial.json")
     return DistillResult(image_set, metrics, out_dir)

@@ -12,10 +12,7 @@ baseline of the same framework is ``RandomSampler`` + random init.
 from __future__ import annotations
 
 import copy
-import time
-from collections import defaultdict
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -40,36 +37,22 @@ from dream_cl.distill.matching import (
     matched_parameter_names,
 )
 from dream_cl.distill.samplers import EmbedFn, RealSampler, class_batch
+from dream_cl.distill.streams import RandomStreams
 from dream_cl.distill.synthetic import SyntheticSet
+from dream_cl.distill.timer import Timer
+from dream_cl.distributed import (
+    ClassShard,
+    all_reduce_gradients,
+    all_reduce_sum_,
+    balanced_range,
+    check_replicated,
+    gather_blocks,
+    generator_tensor,
+)
 from dream_cl.errors import UserError
 from dream_cl.models import build_model
 
-
-@dataclass
-class Timer:
-    """Accumulates wall seconds per named section (synchronising CUDA for honest numbers).
-
-    ``laps`` keeps each section's individual durations of this call (not checkpointed), so
-    a benchmark can drop warm-up laps such as the one that compiles.
-    """
-
-    device: torch.device
-    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    laps: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-
-    @contextmanager
-    def section(self, name: str):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            lap = time.perf_counter() - t0
-            self.seconds[name] += lap
-            self.laps[name].append(lap)
+__all__ = ["Context", "FRAMEWORK_STEPS", "Timer", "embed_fn", "make_net", "network_seed"]
 
 
 def network_seed(seed: int, iteration: int) -> int:
@@ -79,37 +62,72 @@ def network_seed(seed: int, iteration: int) -> int:
 
 @dataclass
 class Context:
-    """What a framework step needs; built once per run by the engine."""
+    """What a framework step needs; built once per run by the engine.
+
+    ``train``, ``syn``, ``opt_img`` and ``sampler`` hold the classes of ``shard`` only
+    (every class in a single process); ``real_offsets`` bounds each class in the *whole*
+    training split, so that every rank draws the same network-update batch.
+    """
 
     cfg: DistillConfig
-    train: DatasetSplit  # on the run's device
+    train: DatasetSplit  # on the run's device; the shard's classes
     syn: SyntheticSet
     opt_img: torch.optim.Optimizer
     sampler: RealSampler
-    generator: torch.Generator
+    streams: RandomStreams
     device: torch.device
     timer: Timer
     grad_scale: torch.Tensor | None = None
-    compiled: CompiledMatching | None = None
+    shard: ClassShard | None = None
+    real_offsets: torch.Tensor | None = None
+    compiled: CompiledMatching | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.shard is None:
+            self.shard = ClassShard(self.train.num_classes)
+        if self.real_offsets is None:
+            self.real_offsets = self.train.offsets
 
     @property
     def info(self):
         return self.train.info
 
+    @property
+    def generator(self) -> torch.Generator:
+        """The shared stream (network updates), identical on every rank."""
+        return self.streams.shared
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the whole run (not only the shard's)."""
+        return self.info.num_classes
+
+    @property
+    def sharded(self) -> bool:
+        assert self.shard is not None
+        return self.shard.world_size > 1
+
     def make_net(self, iteration: int) -> nn.Module:
         """A freshly initialised network, seeded by (seed, iteration)."""
-        return make_net(self.cfg, self.info, self.device, iteration)
+        net = make_net(self.cfg, self.info, self.device, iteration)
+        check_replicated(list(net.parameters()), f"network of iteration {iteration}")
+        return net
 
     def embed_fn(self, net: nn.Module) -> EmbedFn:
         return embed_fn(net, self.info, self.device)
 
-    def subsample_syn(self, x: torch.Tensor) -> torch.Tensor:
-        """At most ``batch_syn_max`` decoded images of one class (official subsampling)."""
+    def subsample_syn(self, x: torch.Tensor, c: int) -> torch.Tensor:
+        """At most ``batch_syn_max`` decoded images of class ``c`` (official subsampling)."""
         m = self.cfg.batch_syn_max
         if x.shape[0] <= m:
             return x
-        idx = torch.randperm(x.shape[0], generator=self.generator)[:m]
+        idx = torch.randperm(x.shape[0], generator=self.streams.for_class(c))[:m]
         return x[idx.to(x.device)]
+
+    def check_network(self, net: nn.Module, what: str) -> None:
+        """``DREAM_CL_CHECK_SYNC=1``: the network and the shared stream equal rank 0's."""
+        tensors = [*net.parameters(), *net.buffers(), generator_tensor(self.generator)]
+        check_replicated(tensors, what)
 
 
 def make_net(
@@ -186,29 +204,56 @@ def _set_image_grad(ctx: Context, loss: torch.Tensor) -> None:
 # gradient matching, shared by IDC / DC / DSA
 
 
-def augment_strategy(ctx: Context, strategy: str) -> str:
+def augment_strategy(ctx: Context, strategy: str, generator: torch.Generator) -> str:
     """The ops one augmentation call applies.
 
     IDC/DREAM stack them (flip, colour, one geometric op, cutout). The DSA and DM papers'
     default ('S' mode) applies *one* op group per call, chosen at random among the listed
-    ones; for those frameworks this picks that group with the run's generator.
+    ones; for those frameworks this picks that group with ``generator``.
     """
     if ctx.cfg.framework not in ("dsa", "dm"):
         return strategy
     groups = parse_strategy(strategy)
     if len(groups) <= 1:
         return strategy
-    return groups[int(torch.randint(len(groups), (1,), generator=ctx.generator))]
+    return groups[int(torch.randint(len(groups), (1,), generator=generator))]
 
 
 def _augment_pair(
-    ctx: Context, x_real: torch.Tensor, x_syn: torch.Tensor, strategy: str
+    ctx: Context, c: int, x_real: torch.Tensor, x_syn: torch.Tensor, strategy: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalise, then one siamese DSA draw for both halves (one draw per class)."""
+    """Normalise, then one siamese DSA draw for both halves (one draw per class, from the
+    class's own stream)."""
     info = ctx.info
+    g = ctx.streams.for_class(c)
     zr, zs = info.normalize(x_real), info.normalize(x_syn)
-    params = sample_dsa(augment_strategy(ctx, strategy), 1, info.image_size, ctx.generator)
+    params = sample_dsa(augment_strategy(ctx, strategy, g), 1, info.image_size, g)
     return apply_dsa(zr, params), apply_dsa(zs, params)
+
+
+def _image_step(ctx: Context, grad: torch.Tensor | None) -> None:
+    """One optimiser step on the held images; ``None`` is a step with zero gradient.
+
+    A per-class step of the official code moves *every* class's images by their momentum;
+    a rank replays the steps of classes it does not own as zero-gradient steps, so its
+    images see the same sequence of updates as in a single process.
+    """
+    ctx.opt_img.zero_grad(set_to_none=True)
+    ctx.syn.images.grad = torch.zeros_like(ctx.syn.images) if grad is None else grad
+    ctx.opt_img.step()
+
+
+def class_losses_total(ctx: Context, losses: dict[int, float]) -> float:
+    """Sum of one loss per class of the whole run, added in class order on every rank (so
+    the logged loss does not depend on the number of ranks)."""
+    values = torch.zeros(ctx.num_classes, dtype=torch.float64)
+    for c, v in losses.items():
+        values[c] = v
+    all_reduce_sum_(values)  # each entry has one owner: x + 0 is exact
+    total = 0.0
+    for v in values.tolist():
+        total += v
+    return total
 
 
 def match_per_class(
@@ -221,18 +266,25 @@ def match_per_class(
 ) -> float:
     """Class by class: one matching loss per class.
 
-    ``step_each`` (IDC/DREAM official) takes one image step per class; otherwise (DC/DSA
-    official, "joint") the class gradients are summed and one step is taken.
+    ``step_each`` (IDC/DREAM official) takes one image step per class, in class order over
+    the whole run (a rank replays other ranks' classes as momentum-only steps); otherwise
+    (DC/DSA official, "joint") the class gradients are summed and one step is taken.
     """
     cfg, syn = ctx.cfg, ctx.syn
+    assert ctx.shard is not None
     params_by_name = dict(net.named_parameters())
     params = [params_by_name[n] for n in names]
-    total = 0.0
+    losses: dict[int, float] = {}
     summed: torch.Tensor | None = None
-    for c, idx in enumerate(batches):
-        x_real = class_batch(ctx.train, c, idx, ctx.device)
-        x_syn = ctx.subsample_syn(syn.class_decoded(c))
-        z_real, z_syn = _augment_pair(ctx, x_real, x_syn, strategy)
+    owned = dict(zip(ctx.shard.classes, batches, strict=True))
+    for c in range(ctx.num_classes):
+        if c not in owned:
+            if step_each:
+                _image_step(ctx, None)
+            continue
+        x_real = class_batch(ctx.train, c, owned[c], ctx.device)
+        x_syn = ctx.subsample_syn(syn.class_decoded(c), c)
+        z_real, z_syn = _augment_pair(ctx, c, x_real, x_syn, strategy)
         y_real = torch.full((z_real.shape[0],), c, device=ctx.device)
         y_syn = torch.full((z_syn.shape[0],), c, device=ctx.device)
         if cfg.compile:
@@ -248,17 +300,13 @@ def match_per_class(
             loss = gradient_distance(g_real, g_syn, cfg.metric)
             grad = _image_grad(ctx, loss)
         if step_each:
-            ctx.opt_img.zero_grad(set_to_none=True)
-            syn.images.grad = grad
-            ctx.opt_img.step()
+            _image_step(ctx, grad)
         else:
             summed = grad if summed is None else summed + grad
-        total += float(loss.detach())
+        losses[c] = float(loss.detach())
     if summed is not None:
-        ctx.opt_img.zero_grad(set_to_none=True)
-        syn.images.grad = summed
-        ctx.opt_img.step()
-    return total
+        _image_step(ctx, summed)
+    return class_losses_total(ctx, losses)
 
 
 class CompiledMatching:
@@ -383,34 +431,35 @@ def batched_distance(
 def match_batched(
     ctx: Context, net: nn.Module, names: list[str], batches: list[torch.Tensor], strategy: str
 ) -> float:
-    """All classes in one vectorised pass and one image step (see docs/fidelity.md)."""
+    """All held classes in one vectorised pass and one image step (see docs/fidelity.md)."""
     cfg, syn, train = ctx.cfg, ctx.syn, ctx.train
+    assert ctx.shard is not None
     size = max(b.numel() for b in batches)
     real, fake = [], []
     decoded = syn.all_decoded()
-    for c, idx in enumerate(batches):
+    for pos, (c, idx) in enumerate(zip(ctx.shard.classes, batches, strict=True)):
         x_real = class_batch(train, c, _pad_batch(idx, size), ctx.device)
-        x_syn = ctx.subsample_syn(decoded[c])
-        z_real, z_syn = _augment_pair(ctx, x_real, x_syn, strategy)
+        x_syn = ctx.subsample_syn(decoded[pos], c)
+        z_real, z_syn = _augment_pair(ctx, c, x_real, x_syn, strategy)
         real.append(z_real)
         fake.append(z_syn)
     z_real, z_syn = torch.stack(real), torch.stack(fake)
-    classes = torch.arange(len(batches), device=ctx.device)
+    classes = torch.tensor(ctx.shard.classes, device=ctx.device)
     y_real = classes.unsqueeze(1).expand(-1, z_real.shape[1])
     y_syn = classes.unsqueeze(1).expand(-1, z_syn.shape[1])
     grads = batched_class_gradients(net, names)
     g_real = {k: v.detach() for k, v in grads(z_real, y_real).items()}
     g_syn = grads(z_syn, y_syn)
     loss = batched_distance(g_real, g_syn, cfg.metric)
-    ctx.opt_img.zero_grad(set_to_none=True)
-    _set_image_grad(ctx, loss)
-    ctx.opt_img.step()
-    return float(loss.detach())
+    _image_step(ctx, _image_grad(ctx, loss))
+    local = torch.zeros(ctx.num_classes, dtype=torch.float64)
+    local[ctx.shard.start] = float(loss.detach())  # one partial sum per rank
+    return float(all_reduce_sum_(local).sum())
 
 
 def match(ctx: Context, net: nn.Module, names: list[str], step: int, strategy: str) -> float:
     with ctx.timer.section("clustering"):
-        batches = ctx.sampler.sample(step, ctx.embed_fn(net), ctx.generator)
+        batches = ctx.sampler.sample(step, ctx.embed_fn(net), ctx.streams.per_class)
     with ctx.timer.section("matching"):
         if ctx.cfg.formulation == "batched":
             return match_batched(ctx, net, names, batches, strategy)
@@ -422,30 +471,87 @@ def match(ctx: Context, net: nn.Module, names: list[str], step: int, strategy: s
 # network updates
 
 
+def real_batch(ctx: Context, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float images and labels at *global* training indices ``idx``, on every rank.
+
+    In a single process this indexes the split. A rank holds only its classes' images: it
+    fills the rows it owns and an all-reduce (sum) completes the batch; every row has one
+    owner, so the sum adds exact zeros and the batch equals the single-process one.
+    """
+    train = ctx.train
+    if not ctx.sharded:
+        idx_dev = idx.to(train.images.device)
+        x = to_float(train.images[idx_dev].to(ctx.device))
+        return x, train.labels[idx_dev].to(ctx.device)
+    assert ctx.shard is not None and ctx.real_offsets is not None
+    offsets = ctx.real_offsets
+    y = torch.searchsorted(offsets[1:], idx, right=True)
+    mine = (y >= ctx.shard.start) & (y < ctx.shard.stop)
+    local_idx = (idx - offsets[y] + train.offsets[y])[mine]
+    x = torch.zeros((idx.numel(), *train.images.shape[1:]), device=ctx.device)
+    rows = to_float(train.images[local_idx.to(train.images.device)].to(ctx.device))
+    x[mine.to(ctx.device)] = rows
+    return all_reduce_sum_(x), y.to(ctx.device)
+
+
+def _data_parallel_step(
+    ctx: Context,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y_a: torch.Tensor,
+    y_b: torch.Tensor,
+    lam: float,
+) -> None:
+    """One SGD step on a batch every rank holds whole.
+
+    Ranks split the rows, each back-propagates its rows' share of the mean loss, and the
+    gradients are summed: the single-process gradient up to float summation order. A
+    network with buffers (BatchNorm) computes the whole batch on every rank instead, since
+    per-rank batch statistics would change the update and let the buffers drift apart.
+    """
+    assert ctx.shard is not None
+    data_parallel = ctx.sharded and not any(True for _ in net.buffers())
+    opt.zero_grad(set_to_none=True)
+    if not data_parallel:
+        cutmix_loss(net(x), y_a, y_b, lam).backward()
+    else:
+        n = x.shape[0]
+        lo, hi = balanced_range(n, ctx.shard.rank, ctx.shard.world_size)
+        if hi > lo:
+            share = cutmix_loss(net(x[lo:hi]), y_a[lo:hi], y_b[lo:hi], lam) * ((hi - lo) / n)
+            share.backward()
+        all_reduce_gradients(list(net.parameters()))
+    opt.step()
+
+
 def train_net_on_real(ctx: Context, net: nn.Module, opt: torch.optim.Optimizer) -> None:
     """IDC: random real batches (all classes) until ``n_data`` samples, DSA + CutMix."""
-    cfg, train, info = ctx.cfg, ctx.train, ctx.info
+    cfg, info = ctx.cfg, ctx.info
+    assert ctx.real_offsets is not None
+    total = int(ctx.real_offsets[-1])
     seen = 0
     net.train()
     while seen < cfg.n_data:
-        idx = torch.randperm(len(train), generator=ctx.generator)[: cfg.batch_real]
-        idx_dev = idx.to(train.images.device)
-        x = to_float(train.images[idx_dev].to(ctx.device))
-        y = train.labels[idx_dev].to(ctx.device)
+        idx = torch.randperm(total, generator=ctx.generator)[: cfg.batch_real]
+        x, y = real_batch(ctx, idx)
         x = dsa(info.normalize(x), cfg.net_aug, ctx.generator, per_sample=True)
         x, y_a, y_b, lam = maybe_cutmix(x, y, cfg.mix_p, ctx.generator)
-        loss = cutmix_loss(net(x), y_a, y_b, lam)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _data_parallel_step(ctx, net, opt, x, y_a, y_b, lam)
         seen += idx.numel()
+    ctx.check_network(net, "network after a real-data update")
 
 
 def train_net_on_syn(ctx: Context, net: nn.Module, opt: torch.optim.Optimizer, epochs: int) -> None:
-    """DC/DSA: train the network on the (detached) synthetic set, batch 256."""
+    """DC/DSA: train the network on the (detached) synthetic set, batch 256.
+
+    Every rank gathers the whole synthetic set and takes the same steps (the set is
+    small; this keeps the network replicated without a gradient all-reduce).
+    """
     info, cfg = ctx.info, ctx.cfg
-    x_all = ctx.syn.images.detach()
-    y_all = ctx.syn.labels
+    assert ctx.shard is not None
+    x_all = gather_blocks(ctx.syn.images.detach(), ctx.shard, ctx.syn.ipc)
+    y_all = torch.arange(ctx.num_classes, device=x_all.device).repeat_interleave(ctx.syn.ipc)
     net.train()
     for _ in range(epochs):
         order = torch.randperm(x_all.shape[0], generator=ctx.generator).to(x_all.device)
@@ -453,11 +559,13 @@ def train_net_on_syn(ctx: Context, net: nn.Module, opt: torch.optim.Optimizer, e
             idx = order[i : i + 256]
             x = info.normalize(x_all[idx])
             if cfg.framework == "dsa":
-                x = dsa(x, augment_strategy(ctx, cfg.match_aug), ctx.generator, per_sample=True)
+                strategy = augment_strategy(ctx, cfg.match_aug, ctx.generator)
+                x = dsa(x, strategy, ctx.generator, per_sample=True)
             loss = F.cross_entropy(net(x), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+    ctx.check_network(net, "network after a synthetic-data update")
 
 
 # ----------------------------------------------------------------------------------------
@@ -480,7 +588,7 @@ def idc_outer(ctx: Context, iteration: int) -> float:
         total += match(ctx, net, names, step, cfg.match_aug)
         with ctx.timer.section("network_update"):
             train_net_on_real(ctx, net, opt_net)
-    return total / (cfg.inner_loop * ctx.info.num_classes)
+    return total / (cfg.inner_loop * ctx.num_classes)
 
 
 def dc_outer(ctx: Context, iteration: int) -> float:
@@ -500,23 +608,24 @@ def dc_outer(ctx: Context, iteration: int) -> float:
             break
         with ctx.timer.section("network_update"):
             train_net_on_syn(ctx, net, opt_net, cfg.net_epochs_syn)
-    return total / (cfg.inner_loop * ctx.info.num_classes)
+    return total / (cfg.inner_loop * ctx.num_classes)
 
 
 def dm_outer(ctx: Context, iteration: int) -> float:
     """DM: a fresh frozen network; match per-class mean embeddings (one step, all classes)."""
-    cfg, info, syn = ctx.cfg, ctx.info, ctx.syn
+    cfg, syn = ctx.cfg, ctx.syn
+    assert ctx.shard is not None
     net = ctx.make_net(iteration)
     for p in net.parameters():
         p.requires_grad_(False)
     with ctx.timer.section("clustering"):
-        batches = ctx.sampler.sample(iteration, ctx.embed_fn(net), ctx.generator)
+        batches = ctx.sampler.sample(iteration, ctx.embed_fn(net), ctx.streams.per_class)
     with ctx.timer.section("matching"):
         real, fake, sizes_r, sizes_s = [], [], [], []
         decoded = syn.all_decoded()
-        for c, idx in enumerate(batches):
+        for pos, (c, idx) in enumerate(zip(ctx.shard.classes, batches, strict=True)):
             z_real, z_syn = _augment_pair(
-                ctx, class_batch(ctx.train, c, idx, ctx.device), decoded[c], cfg.match_aug
+                ctx, c, class_batch(ctx.train, c, idx, ctx.device), decoded[pos], cfg.match_aug
             )
             real.append(z_real)
             fake.append(z_syn)
@@ -526,14 +635,11 @@ def dm_outer(ctx: Context, iteration: int) -> float:
         with torch.no_grad():
             f_real = net.embed(torch.cat(real)).split(sizes_r)
         f_syn = net.embed(torch.cat(fake)).split(sizes_s)
-        loss = sum(
-            (distribution_distance(r, s) for r, s in zip(f_real, f_syn, strict=True)),
-            start=torch.zeros((), device=ctx.device),
-        )
-        ctx.opt_img.zero_grad(set_to_none=True)
-        _set_image_grad(ctx, loss)
-        ctx.opt_img.step()
-    return float(loss.detach()) / info.num_classes
+        terms = [distribution_distance(r, s) for r, s in zip(f_real, f_syn, strict=True)]
+        loss = sum(terms, start=torch.zeros((), device=ctx.device))
+        _image_step(ctx, _image_grad(ctx, loss))
+    losses = {c: float(t.detach()) for c, t in zip(ctx.shard.classes, terms, strict=True)}
+    return class_losses_total(ctx, losses) / ctx.num_classes
 
 
 FRAMEWORK_STEPS: dict[str, Callable[[Context, int], float]] = {

@@ -15,6 +15,7 @@ equally sized classes is one set of batched matrix products instead of a Python 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -34,27 +35,48 @@ def _sq_dists(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor) -> torch.Ten
     return d.clamp_min_(0.0)
 
 
-def kmeans_pp_init(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+Generators = torch.Generator | Sequence[torch.Generator]
+"""One generator for every problem of a batch, or one per problem (per-class streams)."""
+
+
+def _per_problem(generator: Generators, b: int) -> list[torch.Generator]:
+    if isinstance(generator, torch.Generator):
+        return [generator] * b
+    gens = list(generator)
+    if len(gens) != b:
+        raise ValueError(f"{b} k-means problems but {len(gens)} generators")
+    return gens
+
+
+def kmeans_pp_init(x: torch.Tensor, k: int, generator: Generators) -> torch.Tensor:
     """k-means++ seeding for a batch of problems ``x`` (B, n, D); returns centres (B, k, D).
 
-    Random numbers come from ``generator`` (CPU) so the result is identical on any device.
+    Each problem draws all its random numbers up front from its own generator (CPU), so a
+    problem's centres are the same whether it is seeded alone or batched with others, on
+    any device: the property class sharding relies on.
     """
     b, n, _ = x.shape
+    draws = []
+    for g in _per_problem(generator, b):
+        first = torch.randint(n, (1,), generator=g)
+        u = torch.rand(k - 1, generator=g, dtype=torch.float64)
+        uniform = torch.randint(n, (k - 1,), generator=g)
+        draws.append((first, u, uniform))
+    first = torch.cat([d[0] for d in draws]).to(x.device)
+    u_all = torch.stack([d[1] for d in draws], 1).to(x.device)  # (k-1, B)
+    uniform_all = torch.stack([d[2] for d in draws], 1).to(x.device)
     x_sq = (x * x).sum(-1)
     rows = torch.arange(b, device=x.device)
-    first = torch.randint(n, (b,), generator=generator).to(x.device)
     centers = [x[rows, first]]
     closest = _sq_dists(x, centers[0].unsqueeze(1), x_sq).squeeze(-1)  # (B, n)
-    for _ in range(1, k):
-        u = torch.rand(b, generator=generator, dtype=torch.float64).to(x.device)
+    for j in range(1, k):
         weights = closest.double()
         total = weights.sum(-1)
         cum = weights.cumsum(-1)
-        target = (u * total).unsqueeze(-1)
+        target = (u_all[j - 1] * total).unsqueeze(-1)
         idx = torch.searchsorted(cum, target).squeeze(-1).clamp_(max=n - 1)
         # all points coincide with a centre: fall back to a uniform draw
-        uniform = torch.randint(n, (b,), generator=generator).to(x.device)
-        idx = torch.where(total > 0, idx, uniform)
+        idx = torch.where(total > 0, idx, uniform_all[j - 1])
         new = x[rows, idx]
         centers.append(new)
         closest = torch.minimum(closest, _sq_dists(x, new.unsqueeze(1), x_sq).squeeze(-1))
@@ -64,11 +86,15 @@ def kmeans_pp_init(x: torch.Tensor, k: int, generator: torch.Generator) -> torch
 def kmeans(
     x: torch.Tensor,
     k: int,
-    generator: torch.Generator,
+    generator: Generators,
     max_iter: int = 100,
     tol: float = 1e-4,
 ) -> KMeansResult:
-    """Lloyd's k-means on ``x`` (B, n, D) or (n, D) with ``k <= n`` clusters."""
+    """Lloyd's k-means on ``x`` (B, n, D) or (n, D) with ``k <= n`` clusters.
+
+    Problems of a batch stop independently (assignment unchanged, or their own centre
+    shift within ``tol``), so each problem's result equals the one it gets alone.
+    """
     squeeze = x.ndim == 2
     if squeeze:
         x = x.unsqueeze(0)
@@ -79,30 +105,35 @@ def kmeans(
     x_sq = (x * x).sum(-1)
     centers = kmeans_pp_init(x, k, generator)
     assignment = torch.full((b, n), -1, dtype=torch.int64, device=x.device)
+    active = torch.ones(b, dtype=torch.bool, device=x.device)
     iterations = 0
+    dist = _sq_dists(x, centers, x_sq)
     for it in range(1, max_iter + 1):
         iterations = it
         dist = _sq_dists(x, centers, x_sq)
         new_assignment = dist.argmin(-1)
-        if torch.equal(new_assignment, assignment):
+        unchanged = (new_assignment == assignment).all(-1)
+        active &= ~unchanged
+        if not bool(active.any()):
             break
-        assignment = new_assignment
+        assignment = torch.where(active.unsqueeze(-1), new_assignment, assignment)
         one_hot = torch.zeros(b, n, k, device=x.device, dtype=x.dtype)
-        one_hot.scatter_(2, assignment.unsqueeze(-1), 1.0)
+        one_hot.scatter_(2, new_assignment.unsqueeze(-1), 1.0)
         counts = one_hot.sum(1)  # (B, k)
         sums = torch.bmm(one_hot.transpose(1, 2), x)  # (B, k, D)
         new_centers = sums / counts.clamp_min(1.0).unsqueeze(-1)
-        empty = counts == 0
+        empty = (counts == 0) & active.unsqueeze(-1)
         if bool(empty.any()):
             # re-seed each empty cluster at the point farthest from its assigned centre
-            own = dist.gather(2, assignment.unsqueeze(-1)).squeeze(-1)  # (B, n)
+            own = dist.gather(2, new_assignment.unsqueeze(-1)).squeeze(-1)  # (B, n)
             for bi, ki in empty.nonzero().tolist():
                 far = int(own[bi].argmax())
                 new_centers[bi, ki] = x[bi, far]
                 own[bi, far] = -1.0
-        shift = ((new_centers - centers) ** 2).sum(dim=(1, 2)).max()
-        centers = new_centers
-        if float(shift) <= tol:
+        shift = ((new_centers - centers) ** 2).sum(dim=(1, 2))
+        centers = torch.where(active.view(b, 1, 1), new_centers, centers)
+        active &= shift > tol
+        if not bool(active.any()):
             break
     result = KMeansResult(
         centers, assignment if assignment.min() >= 0 else dist.argmin(-1), iterations

@@ -13,7 +13,7 @@ the sampler never knows which framework is calling.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,14 +25,24 @@ from dream_cl.distill.kmeans import kmeans, nearest_distinct
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps a batch of real images (float [0,1], on the run's device) to features (N, D)."""
 
+ClassGenerators = torch.Generator | Mapping[int, torch.Generator]
+"""One generator for all classes, or one stream per class (so that a class's draws do not
+depend on which other classes a process holds)."""
+
+
+def generator_for(generators: ClassGenerators, c: int) -> torch.Generator:
+    return generators if isinstance(generators, torch.Generator) else generators[c]
+
 
 class RealSampler(Protocol):
-    """One batch of class-local indices per class for step ``step`` of the current network."""
+    """One batch of class-local indices per owned class (in ``classes`` order) for step
+    ``step`` of the current network."""
 
     name: str
+    classes: Sequence[int] | None
 
     def sample(
-        self, step: int, embed: EmbedFn, generator: torch.Generator
+        self, step: int, embed: EmbedFn, generator: ClassGenerators
     ) -> list[torch.Tensor]: ...
 
     def state_dict(self) -> dict: ...
@@ -59,6 +69,8 @@ class RandomSampler:
 
     data: DatasetSplit
     batch_size: int
+    classes: Sequence[int] | None = None
+    """The classes to sample (None: all of ``data``'s)."""
     name: str = "random"
 
     def state_dict(self) -> dict:
@@ -67,12 +79,17 @@ class RandomSampler:
     def load_state_dict(self, state: dict) -> None:
         pass
 
-    def sample(self, step: int, embed: EmbedFn, generator: torch.Generator) -> list[torch.Tensor]:
+    def sample(self, step: int, embed: EmbedFn, generator: ClassGenerators) -> list[torch.Tensor]:
         out = []
-        for c in range(self.data.num_classes):
+        for c in owned_classes(self.data, self.classes):
             n = self.data.class_count(c)
-            out.append(torch.randperm(n, generator=generator)[: min(self.batch_size, n)])
+            g = generator_for(generator, c)
+            out.append(torch.randperm(n, generator=g)[: min(self.batch_size, n)])
         return out
+
+
+def owned_classes(data: DatasetSplit, classes: Sequence[int] | None) -> list[int]:
+    return list(range(data.num_classes)) if classes is None else list(classes)
 
 
 @dataclass
@@ -102,6 +119,8 @@ class RepresentativeSampler:
     """
 
     data: DatasetSplit
+    classes: Sequence[int] | None = None
+    """The classes to sample (None: all of ``data``'s)."""
     n_clusters: int = 128
     per_cluster: int = 1
     interval: int = 10
@@ -122,18 +141,24 @@ class RepresentativeSampler:
         self._cached = None
 
     def state_dict(self) -> dict:
-        """The cached batch, so a checkpoint taken between refreshes resumes exactly."""
-        return {
-            "cached": None if self._cached is None else [b.cpu() for b in self._cached],
-            "stats": dataclasses.asdict(self.stats),
-        }
+        """The cached batch by class, so a checkpoint taken between refreshes resumes
+        exactly (and per-rank states merge into one by taking the union of classes)."""
+        cached = None
+        if self._cached is not None:
+            classes = owned_classes(self.data, self.classes)
+            cached = {c: b.cpu() for c, b in zip(classes, self._cached, strict=True)}
+        return {"cached": cached, "stats": dataclasses.asdict(self.stats)}
 
     def load_state_dict(self, state: dict) -> None:
-        self._cached = state.get("cached")
+        cached = state.get("cached")
+        if cached is None:
+            self._cached = None
+        else:
+            self._cached = [cached[c] for c in owned_classes(self.data, self.classes)]
         if "stats" in state:
             self.stats = SamplerStats(**state["stats"])
 
-    def sample(self, step: int, embed: EmbedFn, generator: torch.Generator) -> list[torch.Tensor]:
+    def sample(self, step: int, embed: EmbedFn, generator: ClassGenerators) -> list[torch.Tensor]:
         if self._cached is None or step % self.interval == 0:
             self._cached = self.refresh(embed, generator)
         return self._cached
@@ -156,21 +181,28 @@ class RepresentativeSampler:
         self.stats.embed_seconds += time.perf_counter() - t0
         return torch.cat(feats)
 
-    def refresh(self, embed: EmbedFn, generator: torch.Generator) -> list[torch.Tensor]:
-        """Re-cluster every class with the current network; returns the new batches."""
+    def refresh(self, embed: EmbedFn, generator: ClassGenerators) -> list[torch.Tensor]:
+        """Re-cluster every owned class with the current network; returns the new batches.
+
+        Each class draws from its own stream (``generator_for``), and batched k-means
+        solves each class's problem as if alone, so a class's batch does not depend on
+        which other classes share the process.
+        """
         import time
 
         need = self.batch_size
-        batches: list[torch.Tensor | None] = [None] * self.data.num_classes
+        classes = owned_classes(self.data, self.classes)
+        batches: dict[int, torch.Tensor] = {}
         pending: list[tuple[int, torch.Tensor | None]] = []
-        for c in range(self.data.num_classes):
+        for c in classes:
             n = self.data.class_count(c)
             if n <= need:
                 batches[c] = torch.arange(n)
                 continue
             subset = None
             if self.candidates is not None and self.candidates < n:
-                subset = torch.randperm(n, generator=generator)[: max(self.candidates, need)]
+                g = generator_for(generator, c)
+                subset = torch.randperm(n, generator=g)[: max(self.candidates, need)]
                 subset = subset.sort().values
             pending.append((c, subset))
         # classes of equal size are clustered together in one batched problem; their
@@ -190,7 +222,8 @@ class RepresentativeSampler:
                 del f
             assert feats is not None
             t0 = time.perf_counter()
-            result = kmeans(feats, self.n_clusters, generator, self.max_iter, self.tol)
+            gens = [generator_for(generator, pending[j][0]) for j in group]
+            result = kmeans(feats, self.n_clusters, gens, self.max_iter, self.tol)
             t1 = time.perf_counter()
             for gi, j in enumerate(group):
                 c, subset = pending[j]
@@ -200,7 +233,7 @@ class RepresentativeSampler:
             self.stats.kmeans_seconds += t1 - t0
             self.stats.select_seconds += time.perf_counter() - t1
         self.stats.refreshes += 1
-        return [b for b in batches if b is not None]
+        return [batches[c] for c in classes]
 
 
 SAMPLERS = ("random", "representative")

@@ -18,6 +18,7 @@ Initialisations:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +26,7 @@ import torch
 from dream_cl.artifact import ImageSet
 from dream_cl.data.base import DatasetInfo, DatasetSplit, to_float
 from dream_cl.distill.kmeans import kmeans, nearest_distinct
-from dream_cl.distill.samplers import EmbedFn
+from dream_cl.distill.samplers import ClassGenerators, EmbedFn, generator_for
 from dream_cl.errors import UserError
 from dream_cl.formation import decode, encode
 
@@ -34,23 +35,37 @@ INITS = ("kmeans", "random", "noise")
 
 @dataclass
 class SyntheticSet:
-    """Learnable stored images with fixed hard labels."""
+    """Learnable stored images with fixed hard labels.
 
-    images: torch.Tensor  # (C*ipc, ch, H, W), requires_grad
+    A process of a sharded run holds only its contiguous block of classes (``classes``,
+    dataset class ids); ``None`` means every class of ``info``.
+    """
+
+    images: torch.Tensor  # (len(classes)*ipc, ch, H, W), requires_grad
     info: DatasetInfo
     ipc: int
     factor: int
+    classes: Sequence[int] | None = None
+
+    @property
+    def class_ids(self) -> list[int]:
+        return list(range(self.info.num_classes)) if self.classes is None else list(self.classes)
 
     @property
     def num_classes(self) -> int:
-        return self.info.num_classes
+        """Classes held here (all of the dataset's unless sharded)."""
+        return len(self.class_ids)
 
     @property
     def labels(self) -> torch.Tensor:
-        return torch.arange(self.num_classes, device=self.images.device).repeat_interleave(self.ipc)
+        ids = torch.tensor(self.class_ids, dtype=torch.int64, device=self.images.device)
+        return ids.repeat_interleave(self.ipc)
 
     def class_stored(self, c: int) -> torch.Tensor:
-        return self.images[c * self.ipc : (c + 1) * self.ipc]
+        pos = c - self.class_ids[0]
+        if not 0 <= pos < self.num_classes:
+            raise IndexError(f"class {c} is not held by this synthetic set")
+        return self.images[pos * self.ipc : (pos + 1) * self.ipc]
 
     def class_decoded(self, c: int) -> torch.Tensor:
         """Decoded training images of class ``c`` (ipc*f^2), differentiable."""
@@ -106,15 +121,18 @@ def initialize(
     init: str,
     *,
     embed: EmbedFn | None,
-    generator: torch.Generator,
+    generator: ClassGenerators,
     device: torch.device,
+    classes: Sequence[int] | None = None,
 ) -> SyntheticSet:
-    """Build the synthetic set for ``train``'s classes with initialisation ``init``."""
+    """Build the synthetic set for ``classes`` (default: all of ``train``'s) with
+    initialisation ``init``; class ``c`` draws from ``generator_for(generator, c)``."""
     if init not in INITS:
         raise UserError(f"unknown init '{init}'; use one of {', '.join(INITS)}")
     info = train.info
+    ids = list(range(train.num_classes)) if classes is None else list(classes)
     need = ipc * factor * factor if init != "noise" else 0
-    for c in range(train.num_classes):
+    for c in ids:
         if train.class_count(c) < max(need, 1):
             raise UserError(
                 f"class '{info.class_names[c]}' has {train.class_count(c)} images but init "
@@ -122,17 +140,18 @@ def initialize(
             )
     shape = (info.channels, info.image_size, info.image_size)
     if init == "noise":
-        images = torch.randn(train.num_classes * ipc, *shape, generator=generator) / 4 + 0.5
-        images = images.clamp(0, 1)
+        noise = [torch.randn(ipc, *shape, generator=generator_for(generator, c)) for c in ids]
+        images = (torch.cat(noise) / 4 + 0.5).clamp(0, 1)
     else:
         per_class = []
-        for c in range(train.num_classes):
+        for c in ids:
+            g = generator_for(generator, c)
             if init == "kmeans":
                 if embed is None:
                     raise ValueError("kmeans init needs an embed function")
-                idx = _kmeans_picks(train, c, need, embed, generator)
+                idx = _kmeans_picks(train, c, need, embed, g)
             else:
-                idx = torch.randperm(train.class_count(c), generator=generator)[:need]
+                idx = torch.randperm(train.class_count(c), generator=g)[:need]
             picked = to_float(train.class_images(c)[idx.to(train.images.device)]).cpu()
             if factor == 1:
                 per_class.append(picked)
@@ -141,4 +160,6 @@ def initialize(
                 per_class.append(encode(groups, factor, info.image_size))
         images = torch.cat(per_class)
     images = images.to(device).requires_grad_(True)
-    return SyntheticSet(images=images, info=info, ipc=ipc, factor=factor)
+    return SyntheticSet(
+        images=images, info=info, ipc=ipc, factor=factor, classes=None if classes is None else ids
+    )

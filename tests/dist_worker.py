@@ -1,0 +1,105 @@
+"""One rank of a multi-process test job (started by ``disttools.launch``).
+
+Usage: python dist_worker.py JSON with {"out": folder, "tasks": [{"task": name, ...}]}.
+Joins the Gloo process group that the environment describes (loopback), runs the tasks
+in order (one process start serves several checks) and, on every rank, writes the list
+of what each task returned to ``OUT/rank{r}.pt``, so a test can compare ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+
+def tiny_digits(num_classes: int = 4, per_class: int = 30):
+    from sklearn.datasets import load_digits
+
+    from dream_cl.data.base import DatasetInfo, DatasetSplit
+
+    d = load_digits()
+    x = torch.tensor((d.images * 255 / 16).round(), dtype=torch.uint8).unsqueeze(1)
+    y = torch.tensor(d.target)
+    names = tuple(str(c) for c in range(num_classes))
+    info = DatasetInfo("digits", 1, 8, names, (0.3,), (0.4,))
+    parts = [x[y == c][:per_class] for c in range(num_classes)]
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    return DatasetSplit(torch.cat(parts), labels, info)
+
+
+def tiny_config(framework: str, **overrides):
+    from dream_cl.distill.config import resolve_config
+
+    values = {
+        "device": "cpu",
+        "iterations": 3,
+        "width": 8,
+        "n_clusters": 6,
+        "batch_real": 6,
+        "n_data": 12,
+        "batch_syn_max": 8,
+        "interval": 2,
+        "checkpoint_every": 1,
+    }
+    if framework == "idc":
+        values.update(inner_loop=3, factor=2)
+    if framework in ("dc", "dsa"):
+        values.update(inner_loop=2, net_epochs_syn=1)
+    values.update(overrides)
+    return resolve_config(
+        "digits", 2, framework=framework, preset="cpu", image_size=8, overrides=values
+    )
+
+
+def distill_task(args: dict) -> dict:
+    from dream_cl.distill.engine import distill, shard_train
+
+    cfg = tiny_config(args.get("framework", "idc"), **args.get("overrides", {}))
+    train = shard_train(tiny_digits(args.get("classes", 4)))
+    result = distill(
+        cfg,
+        train,
+        out=args.get("run_dir"),
+        resume=args.get("resume", False),
+        stop_after=args.get("stop_after"),
+    )
+    return {"images": result.image_set.images, "losses": result.metrics["losses"]}
+
+
+def broken_replica_task(args: dict) -> dict:
+    """Rank 1's network is nudged: the sync check must stop every rank with one message."""
+    from dream_cl.distill.frameworks import make_net
+    from dream_cl.distributed import DistEnv, ReplicaMismatch, check_replicated
+
+    cfg = tiny_config("idc")
+    net = make_net(cfg, tiny_digits().info, torch.device("cpu"), 0)
+    check_replicated(list(net.parameters()), "network")  # equal: passes
+    if DistEnv.current().rank == 1:
+        with torch.no_grad():
+            next(net.parameters()).view(-1)[0] += 1e-6
+    try:
+        check_replicated(list(net.parameters()), "network")
+    except ReplicaMismatch as err:
+        return {"error": str(err)}
+    return {"error": ""}
+
+
+TASKS = {"distill": distill_task, "broken_replica": broken_replica_task}
+
+
+def main() -> None:
+    from dream_cl.distributed import init_from_env, shutdown
+
+    args = json.loads(sys.argv[1])
+    torch.set_num_threads(1)
+    env = init_from_env("cpu")
+    results = [TASKS[task.pop("task")](task) for task in args["tasks"]]
+    torch.save(results, Path(args["out"]) / f"rank{env.rank}.pt")
+    shutdown()
+
+
+if __name__ == "__main__":
+    main()

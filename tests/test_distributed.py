@@ -1,0 +1,139 @@
+"""Class-sharded distillation on several processes (Gloo on loopback, CPU, tiny digits).
+
+Each job starts its ranks once and runs several checks in them (process start-up is most
+of the cost). ``DREAM_CL_CHECK_SYNC=1`` is on in every job, so every network update of
+every job is also checked to be identical on all ranks.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from dist_worker import tiny_config, tiny_digits
+from disttools import launch
+
+from dream_cl.distill.engine import distill
+from dream_cl.distributed import ClassShard, balanced_range
+
+
+def single(framework: str, **overrides) -> dict:
+    """The single-process reference, in this process."""
+    result = distill(tiny_config(framework, **overrides), tiny_digits())
+    return {"images": result.image_set.images, "losses": result.metrics["losses"]}
+
+
+def test_class_shards_are_balanced_contiguous_blocks_in_rank_order():
+    for n, k in [(10, 3), (100, 8), (4, 4), (7, 2)]:
+        blocks = [ClassShard(n, r, k).classes for r in range(k)]
+        assert [c for b in blocks for c in b] == list(range(n))
+        sizes = [len(b) for b in blocks]
+        assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+        assert all(ClassShard(n, r, k).owner(c) == r for r in range(k) for c in blocks[r])
+    assert [balanced_range(5, r, 2) for r in range(2)] == [(0, 3), (3, 5)]
+    assert [balanced_range(1, r, 2) for r in range(2)] == [(0, 1), (1, 1)]
+
+
+def test_more_processes_than_classes_is_refused_with_one_line():
+    from dream_cl.distributed import DistEnv
+    from dream_cl.errors import UserError
+
+    with pytest.raises(UserError, match="at most 3 processes"):
+        ClassShard.for_env(3, DistEnv(rank=0, world_size=4))
+
+
+def test_one_process_under_torch_distributed_equals_a_plain_run_bit_for_bit(tmp_path):
+    tasks = [{"task": "distill", "framework": "idc"}, {"task": "distill", "framework": "dm"}]
+    (ranked,) = launch(tasks, 1, tmp_path)
+    for got, framework in zip(ranked, ["idc", "dm"], strict=True):
+        want = single(framework)
+        assert torch.equal(got["images"], want["images"]), framework
+        assert got["losses"] == want["losses"], framework
+
+
+def test_two_processes(tmp_path):
+    """K = 2 against one process: exact where the network update is replicated, within
+    float rounding where it is data-parallel; replicas equal; resume exact, also on
+    another number of processes; the sync check fires on a nudged replica."""
+    run = tmp_path / "run"
+    tasks = [
+        {"task": "distill", "framework": "idc"},
+        {"task": "distill", "framework": "idc"},
+        {"task": "distill", "framework": "idc", "overrides": {"sampler": "random"}},
+        {"task": "distill", "framework": "dm"},
+        {"task": "distill", "framework": "dc"},
+        {"task": "distill", "framework": "idc", "run_dir": str(run / "idc"), "stop_after": 1},
+        {"task": "distill", "framework": "idc", "run_dir": str(run / "idc"), "resume": True},
+        {"task": "distill", "framework": "dm", "run_dir": str(run / "dm"), "stop_after": 2},
+        {"task": "broken_replica"},
+    ]
+    rank0, rank1 = launch(tasks, 2, tmp_path / "job")
+    # every rank ends with the whole synthetic set, bit for bit the same
+    for a, b in zip(rank0[:8], rank1[:8], strict=True):
+        assert torch.equal(a["images"], b["images"])
+    idc, idc_again, idc_random, dm, dc, _, idc_resumed, _, broken = rank0
+    # deterministic: the same job twice gives the same bits
+    assert torch.equal(idc["images"], idc_again["images"])
+    # DM and DC replicate their network (updates): one process's result, bit for bit
+    for got, framework in ((dm, "dm"), (dc, "dc")):
+        want = single(framework)
+        assert torch.equal(got["images"], want["images"]), framework
+        assert got["losses"] == want["losses"], framework
+    # IDC's data-parallel update sums two half-batch gradients: float rounding only (with
+    # random real batches; representative selection can turn rounding into another pick)
+    want = single("idc", sampler="random")
+    assert not torch.equal(idc_random["images"], want["images"])
+    torch.testing.assert_close(idc_random["images"], want["images"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        torch.tensor(idc_random["losses"]), torch.tensor(want["losses"]), atol=0, rtol=1e-5
+    )
+    # resume after one iteration continues exactly
+    assert torch.equal(idc_resumed["images"], idc["images"])
+    assert idc_resumed["losses"] == idc["losses"]
+    # a 2-process checkpoint resumes in one process (DM: the result does not depend on K)
+    resumed = distill(tiny_config("dm"), tiny_digits(), out=run / "dm", resume=True)
+    assert torch.equal(resumed.image_set.images, dm["images"])
+    # the sync check compares bits and stops every rank with the same message
+    assert broken["error"] == rank1[8]["error"] != ""
+    assert "rank(s) [1]" in broken["error"]
+
+
+def _cli(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dream_cl.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_a_killed_rank_ends_the_job_with_one_line_and_resume_finishes_it(tmp_path):
+    """``--nproc 2`` through torchrun's launcher; rank 1 dies (SIGKILL) after iteration 3."""
+    out = tmp_path / "run"
+    args = ["distill", "digits", "--preset", "cpu", "--framework", "dm", "--ipc", "1"]
+    args += ["--iterations", "6", "--checkpoint-every", "1", "--out", str(out), "--quiet"]
+    env = {**os.environ, "DREAM_CL_CHECK_SYNC": "1", "DREAM_CL_TEST_KILL": "1:3"}
+    started = time.perf_counter()
+    killed = _cli([*args, "--nproc", "2"], env)
+    assert time.perf_counter() - started < 60
+    assert killed.returncode == 1
+    lines = killed.stderr.strip().splitlines()
+    assert len(lines) == 1, killed.stderr
+    assert lines[0].startswith("error: rank 1 of 2 was killed by SIGKILL")
+    assert lines[0].endswith("--nproc 2 --resume")
+    assert "Traceback" not in killed.stdout + killed.stderr
+    env.pop("DREAM_CL_TEST_KILL")
+    resumed = _cli([*args, "--nproc", "2", "--resume"], env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr == ""
+    # the uninterrupted result (DM's does not depend on the number of processes)
+    whole = _cli([*args[:-3], "--out", str(tmp_path / "whole"), "--quiet"], env)
+    assert whole.returncode == 0, whole.stderr
+    a = torch.load(out / "images.pt", weights_only=True)
+    b = torch.load(tmp_path / "whole" / "images.pt", weights_only=True)
+    assert torch.equal(a["images"], b["images"])
