@@ -723,33 +723,14 @@ def launch(nproc: int, argv: list[str]) -> int:
     A failed process ends the job: the launcher stops the others at once and prints one
     line naming the first rank that failed and the command that resumes the run.
     """
-    import logging
-    import uuid
-
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from dream_cl.distributed import run_local_workers
 
     if nproc < 1:
         raise UserError("--nproc must be at least 1")
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # each rank sets its own share
-    os.environ[LAUNCHER_ENV] = "1"
-    if sys.platform.startswith("linux"):
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=nproc,
-        run_id=f"dream-cl-{uuid.uuid4().hex[:8]}",
-        rdzv_backend="c10d",
-        rdzv_endpoint="127.0.0.1:0",
-        local_addr="127.0.0.1",
-        max_restarts=0,
-        monitor_interval=0.2,
-        start_method="spawn",
-    )
     try:
-        elastic_launch(config, sys.executable)("-m", "dream_cl.cli", *argv)
+        run_local_workers(nproc, ["-m", "dream_cl.cli", *argv], env={LAUNCHER_ENV: "1"})
     except ChildFailedError as err:
         # the root cause: a rank that did not merely stop because a peer was lost
         causes = {r: f for r, f in err.failures.items() if f.exitcode != PEER_LOST_EXIT}

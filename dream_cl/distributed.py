@@ -276,6 +276,42 @@ def barrier() -> None:
 
 
 # ----------------------------------------------------------------------------------------
+# starting processes on one machine
+
+
+def run_local_workers(nproc: int, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+    """Run ``python ARGS`` as ``nproc`` ranks on this machine with torchrun's launcher
+    (c10d rendezvous on loopback, no restarts, failures stop the job at once).
+
+    Raises torch's ``ChildFailedError`` (its ``failures`` name each failed rank).
+    """
+    import logging
+    import sys
+    import uuid
+
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # each rank sets its own share
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    os.environ.update(env or {})
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"dream-cl-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        local_addr="127.0.0.1",
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method="spawn",
+    )
+    elastic_launch(config, sys.executable)(*args)
+
+
+# ----------------------------------------------------------------------------------------
 # checks and test hooks
 
 
