@@ -108,13 +108,18 @@ NprocOpt = Annotated[
 ]
 
 
-def _distributed(nproc: int, device: str) -> tuple[DistEnvT, str]:
+def _distributed(nproc: int, device: str, avalanche: bool = False) -> tuple[DistEnvT, str]:
     """Join torchrun's process group when launched by it; returns (env, device name).
 
     Outside torchrun nothing changes. Ranks other than 0 print nothing to stdout: progress,
-    logs and results come from rank 0 only.
+    logs and results come from rank 0 only. ``avalanche``: import it first, since importing
+    Avalanche's strategies creates a logger, which it refuses on ranks other than 0 once
+    the process group exists.
     """
     from dream_cl.distributed import init_from_env, launched_by_torchrun, local_device
+
+    if avalanche:
+        import dream_cl.strategies  # noqa: F401
 
     if nproc < 1:
         raise UserError("--nproc must be at least 1")
@@ -563,11 +568,13 @@ def run(
     device: Device = "auto",
     seed: Seed = 0,
     quiet: Quiet = False,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Class-incremental learning with a distilled memory (paper section 4.5)."""
     from dream_cl.progress import rich_progress
     from dream_cl.strategies import execute_run, prepare_run, resolve_cl_config
 
+    env, device = _distributed(nproc, device, avalanche=True)
     scenario, preset, overrides = _cl_settings(
         scenario,
         preset,
@@ -593,7 +600,7 @@ def run(
     target = out or Path("runs") / f"{name}-{cfg.memory}-{cfg.regime}"
     plan = prepare_run(cfg, data_root=data_root, out=target, resume=resume, download=download)
     t0 = time.perf_counter()
-    with rich_progress(not quiet and not interactive) as progress:
+    with rich_progress(not quiet and not interactive and env.is_main) as progress:
         results = execute_run(
             plan, progress=progress, interactive=interactive, tensorboard=tensorboard
         )
@@ -630,11 +637,13 @@ def compare(
     device: Device = "auto",
     seed: Seed = 0,
     quiet: Quiet = False,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Run several memories with one budget and class order; table + accuracy plot."""
     from dream_cl.progress import rich_progress
     from dream_cl.strategies import compare as run_compare
 
+    env, device = _distributed(nproc, device, avalanche=True)
     methods = [m.strip() for m in memories.split(",") if m.strip()]
     scenario, preset, overrides = _cl_settings(
         scenario,
@@ -658,7 +667,7 @@ def compare(
     name = scenario if "/" not in scenario else Path(scenario).name
     target = out or Path("runs") / f"compare-{name}"
     t0 = time.perf_counter()
-    with rich_progress(not quiet) as progress:
+    with rich_progress(not quiet and env.is_main) as progress:
         record = run_compare(
             scenario,
             methods,
@@ -670,6 +679,8 @@ def compare(
             download=download,
             progress=progress,
         )
+    if not env.is_main:
+        return
     typer.echo(f"{record['scenario']}: accuracy on seen classes (%), same stored budget")
     typer.echo((target / "comparison.md").read_text().rstrip())
     typer.echo(f"table: {target / 'comparison.md'}  plot: {target / 'comparison.png'}")

@@ -197,10 +197,19 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def all_reduce_gradients(params: Sequence[torch.nn.Parameter]) -> None:
-    """Sum the parameters' gradients over ranks in one flat buffer (missing grads = 0)."""
+def all_reduce_gradients(params: Sequence[torch.nn.Parameter], fill_missing: bool = True) -> None:
+    """Sum the parameters' gradients over ranks in one flat buffer.
+
+    ``fill_missing``: a missing gradient counts as zeros (a rank whose share of the batch
+    was empty); otherwise parameters without a gradient are left out, which every rank
+    must agree on (the same graph on every rank).
+    """
     if not _active():
         return
+    if not fill_missing:
+        params = [p for p in params if p.grad is not None]
+        if not params:
+            return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
@@ -219,6 +228,14 @@ def all_gather_objects(obj: T) -> list[T]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Rank ``src``'s buffers (BatchNorm running statistics) on every rank, as DDP does."""
+    if not _active():
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf, src=src)
 
 
 def broadcast_object(obj: T, src: int = 0) -> T:

@@ -11,6 +11,8 @@ method and keeps it for the rest of the stream:
 - ``herding`` / ``random``: real images chosen per class (coresets).
 
 Each step's classes are distilled alone, relabelled 0..k-1 for the engine, and mapped back.
+Under torchrun the step's classes are distilled class-sharded across the ranks; every rank
+ends with the same memory (the engine gathers it) and rank 0 alone writes it.
 
 Accounting. The budget is the number of stored images, ``ipc`` per class; ``max_size`` is
 ``ipc * total_classes`` (what Avalanche's ``ReplayPlugin(mem_size=...)`` checks). With an IDC
@@ -32,6 +34,7 @@ import torch
 
 from dream_cl.artifact import ImageSet, load_image_set, save_image_set
 from dream_cl.data.base import DatasetInfo, DatasetSplit
+from dream_cl.distributed import DistEnv, agree
 from dream_cl.errors import UserError
 from dream_cl.progress import NullProgress, Progress
 from dream_cl.scenarios.builder import ClassMap
@@ -76,7 +79,7 @@ def build_class_memory(
     from dream_cl.distill.engine import distill
 
     dcfg = cfg.distill_config(split.info.name, split.info.image_size, seed=seed)
-    resume = out is not None and (out / "checkpoint.pt").is_file()
+    resume = out is not None and agree(lambda: (out / "checkpoint.pt").is_file())
     result = distill(dcfg, split, out=out, resume=resume, progress=progress)
     return result.image_set
 
@@ -266,10 +269,11 @@ class DistilledBuffer(ExemplarsBuffer):
             raise ValueError("more classes than total_classes; raise total_classes")
         folder = self.workdir / f"step{step}" if self.workdir is not None else None
         t0 = time.perf_counter()
-        image_set = self._load(folder, classes) if folder is not None else None
+        # under torchrun rank 0 reads and writes the folder; every rank gets the same memory
+        image_set = agree(lambda: self._load(folder, classes)) if folder is not None else None
         if image_set is None:
             image_set = self._build(classes, step, dataset, folder)
-            if folder is not None:
+            if folder is not None and DistEnv.current().is_main:
                 self._save(image_set, folder, step, classes)
         memory = StepMemory(step, list(classes), image_set, folder, time.perf_counter() - t0)
         self._keep(memory)

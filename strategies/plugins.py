@@ -12,8 +12,12 @@ lifecycle callbacks:
 - ``before_training_exp``: per-step seeding, optimizer state and lr reset; the memory-only
   regimes iterate the decoded memory as tensors (no per-sample dataset calls), ``replay-mix``
   installs Avalanche's ``ReplayDataLoader`` (current data + memory).
-- ``before_forward``: per-sample DSA, then CutMix with probability p.
-- ``before_backward``: the CutMix label mix and the KD term are added to ``strategy.loss``.
+- ``before_forward``: per-sample DSA, then CutMix with probability p; under torchrun each
+  rank then keeps its share of the batch (data-parallel, DDP's semantics).
+- ``before_backward``: the CutMix label mix and the KD term are added to ``strategy.loss``
+  (weighted by the rank's share under torchrun).
+- ``after_backward`` / ``after_update`` (torchrun only): gradients summed over ranks; rank
+  0's buffers (BatchNorm statistics) broadcast, as DDP does.
 - ``after_training_epoch``: the step schedule (x gamma at the milestones).
 - ``after_training_exp``: ``replay-mix`` adds the experience to the memory (Avalanche replay).
 
@@ -45,6 +49,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from dream_cl.augment import dsa, maybe_cutmix, parse_strategy
+from dream_cl.distributed import (
+    DistEnv,
+    all_reduce_gradients,
+    balanced_range,
+    broadcast_buffers,
+    check_replicated,
+)
 from dream_cl.progress import NullProgress, Progress
 from dream_cl.strategies.config import CL_DSA, REGIMES, TrainConfig, default_cl_dsa, derive_seed
 
@@ -155,7 +166,7 @@ class MemoryBatches:
             yield [self.x[idx], self.y[idx], self.t[idx]]
 
 
-class DistilledReplayPlugin(SupervisedPlugin):
+class DistilledReplayPlugin(SupervisedPlugin, supports_distributed=True):
     """Train on a (distilled) memory under a named regime; see the module docstring.
 
     ``storage_policy`` is usually a :class:`~dream_cl.strategies.memory.DistilledBuffer`;
@@ -206,6 +217,8 @@ class DistilledReplayPlugin(SupervisedPlugin):
         self._mix: tuple[torch.Tensor, float] | None = None
         self._loss_sum = 0.0
         self._loss_count = 0
+        self._env = DistEnv()
+        self._share: float | None = None
 
     @property
     def memory_only(self) -> bool:
@@ -253,6 +266,10 @@ class DistilledReplayPlugin(SupervisedPlugin):
             strategy.adapted_dataset = self.storage_policy.buffer
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        self._env = DistEnv.current()
+        check_replicated(
+            [*strategy.model.parameters(), *strategy.model.buffers()], "model before training"
+        )
         seed = self.config.seed
         torch.manual_seed(derive_seed(seed, "global", self._step))  # Avalanche's own loaders
         self._gen = torch.Generator().manual_seed(derive_seed(seed, "train", self._step))
@@ -288,6 +305,30 @@ class DistilledReplayPlugin(SupervisedPlugin):
             if lam < 1.0:
                 self._mix = (y_b, lam)
         strategy.mbatch[0] = x
+        self._share = None
+        if self._env.world_size > 1:
+            self._take_share(strategy)
+
+    def _take_share(self, strategy: Any) -> None:
+        """Data-parallel training under torchrun, with DDP's semantics.
+
+        Every rank drew the same mini-batch and the same augmentation (the streams are
+        seeded alike); each keeps its rows, and the loss is weighted by its share so that
+        the summed gradients equal the whole batch's mean-loss gradient. A batch too small
+        to give every rank two rows (BatchNorm trains on no fewer) is trained whole on
+        every rank.
+        """
+        n = int(strategy.mbatch[0].shape[0])
+        rank, world = self._env.rank, self._env.world_size
+        if n // world < 2:
+            return
+        lo, hi = balanced_range(n, rank, world)
+        for i, part in enumerate(strategy.mbatch):
+            if isinstance(part, torch.Tensor) and part.shape[:1] == (n,):
+                strategy.mbatch[i] = part[lo:hi]
+        if self._mix is not None:
+            self._mix = (self._mix[0][lo:hi], self._mix[1])
+        self._share = (hi - lo) / n
 
     def before_backward(self, strategy: Any, **kwargs: Any) -> None:
         out = strategy.mb_output
@@ -304,6 +345,19 @@ class DistilledReplayPlugin(SupervisedPlugin):
             )
         self._loss_sum += float(strategy.loss.detach()) * int(out.shape[0])
         self._loss_count += int(out.shape[0])
+        if self._share is not None:
+            strategy.loss = strategy.loss * self._share
+
+    def after_backward(self, strategy: Any, **kwargs: Any) -> None:
+        if self._share is not None:
+            all_reduce_gradients(list(strategy.model.parameters()), fill_missing=False)
+
+    def after_update(self, strategy: Any, **kwargs: Any) -> None:
+        if self._env.world_size > 1:
+            broadcast_buffers(strategy.model)
+            check_replicated(
+                [*strategy.model.parameters(), *strategy.model.buffers()], "model after a step"
+            )
 
     # -- schedule and bookkeeping --------------------------------------------------------------
     def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from dream_cl.data import load_train_test
+from dream_cl.distributed import DistEnv, agree, broadcast_object
 from dream_cl.errors import UserError
 from dream_cl.progress import NullProgress, Progress
 from dream_cl.scenarios.builder import Scenario, resolve_scenario_source, scenario_from_splits
@@ -143,7 +144,7 @@ def prepare_run(
     resolve_device(cfg.device)
     name, dataset, steps, options = resolve_scenario_source(cfg.scenario, cfg.steps)
     out = Path(out)
-    _check_out(cfg, out, resume)
+    agree(lambda: _check_out(cfg, out, resume))  # under torchrun: decided once, by rank 0
     options = {**options, **(dataset_options or {})}
     train, test = load_train_test(dataset, data_root, download=download, **options)
     mem = cfg.memory_config(0)
@@ -211,13 +212,19 @@ def run_order(
     loggers: dict[str, bool] | None = None,
 ) -> dict[str, Any]:
     """Run (or finish) one class order; return its metrics (also saved as ``metrics.json``)."""
+    env = DistEnv.current()
+    main = env.is_main
     progress = progress or NullProgress()
-    order_dir.mkdir(parents=True, exist_ok=True)
     scenario_path = order_dir / "scenario.json"
     record = scenario.to_dict()
-    if scenario_path.is_file() and _read_json(scenario_path) != json.loads(json.dumps(record)):
-        raise UserError(f"{scenario_path} records another class order; use another --out")
-    atomic_write_json(record, scenario_path)
+
+    def check_order() -> None:
+        order_dir.mkdir(parents=True, exist_ok=True)
+        if scenario_path.is_file() and _read_json(scenario_path) != json.loads(json.dumps(record)):
+            raise UserError(f"{scenario_path} records another class order; use another --out")
+        atomic_write_json(record, scenario_path)
+
+    agree(check_order)
     device = resolve_device(cfg.device)
     factory = _model_factory(cfg, scenario, seed)
     policy = DistilledBuffer(
@@ -228,13 +235,13 @@ def run_order(
         class_map=scenario.class_map,
         progress=progress,
     )
-    done = _completed_steps(order_dir, scenario.num_steps)
+    done = agree(lambda: _completed_steps(order_dir, scenario.num_steps))
     rows: list[dict[str, Any]] = []
     if done:
         for k in range(done):
             policy.add_classes(scenario.step_labels(k), k)
-            rows.append(_read_json(order_dir / f"step{k}" / "result.json"))
-        state = torch.load(order_dir / f"step{done - 1}" / "model.pt", weights_only=True)
+            rows.append(agree(lambda k=k: _read_json(order_dir / f"step{k}" / "result.json")))
+        state = agree(lambda: _load_model(order_dir / f"step{done - 1}" / "model.pt"))
         model = factory(int(state["num_classes"]), 0)
         model.load_state_dict(state["model"])
     else:
@@ -243,11 +250,13 @@ def run_order(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
     log = loggers or {}
-    evaluator, active = make_evaluator(
-        order_dir / "logs" / f"from-step{done}",
-        interactive=log.get("interactive", False),
-        tensorboard=log.get("tensorboard", False),
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the other ranks' evaluators log nothing
+        evaluator, active = make_evaluator(
+            order_dir / "logs" / f"from-step{done}" if main else None,
+            interactive=log.get("interactive", False) and main,
+            tensorboard=log.get("tensorboard", False),
+        )
     strategy = DistilledReplay(
         model=model,
         optimizer=optimizer,
@@ -271,7 +280,13 @@ def run_order(
                 warnings.simplefilter("ignore")
                 strategy.train(bench.train_stream[k], eval_streams=[])
                 t1 = time.perf_counter()
-                results = strategy.eval(bench.test_stream[: k + 1])
+                # the model is the same on every rank: rank 0 evaluates, once
+                results = strategy.eval(bench.test_stream[: k + 1]) if main else None
+            results = broadcast_object(
+                None
+                if results is None
+                else {key: float(v) for key, v in results.items() if isinstance(v, (int, float))}
+            )
             t2 = time.perf_counter()
             memory_seconds = sum(m.seconds for m in policy.steps[before:])
             row = {
@@ -288,15 +303,18 @@ def run_order(
                 },
             }
             step_dir = order_dir / f"step{k}"
-            atomic_torch_save(
-                {
-                    "model": {n: t.detach().cpu() for n, t in strategy.model.state_dict().items()},
-                    "num_classes": int(strategy.model.classifier.out_features),
-                    "step": k,
-                },
-                step_dir / "model.pt",
-            )
-            atomic_write_json(row, step_dir / "result.json")
+            if main:
+                atomic_torch_save(
+                    {
+                        "model": {
+                            n: t.detach().cpu() for n, t in strategy.model.state_dict().items()
+                        },
+                        "num_classes": int(strategy.model.classifier.out_features),
+                        "step": k,
+                    },
+                    step_dir / "model.pt",
+                )
+                atomic_write_json(row, step_dir / "result.json")
             rows.append(row)
     finally:
         close_loggers(active)
@@ -310,8 +328,13 @@ def run_order(
             ],
         }
     )
-    atomic_write_json(metrics, order_dir / "metrics.json")
+    if main:
+        atomic_write_json(metrics, order_dir / "metrics.json")
     return metrics
+
+
+def _load_model(path: Path) -> dict[str, Any]:
+    return torch.load(path, weights_only=True)
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -388,8 +411,10 @@ def execute_run(
 ) -> dict[str, Any]:
     """Run every class order of ``plan``; writes the layout in the module docstring."""
     cfg, out = plan.cfg, plan.out
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / CONFIG_FILE).is_file():
+    main = DistEnv.current().is_main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    if main and not (out / CONFIG_FILE).is_file():
         atomic_write_json(
             {"config": cfg.to_dict(), "data_root": plan.data_root, "provenance": _provenance()},
             out / CONFIG_FILE,
@@ -419,8 +444,9 @@ def execute_run(
         ],
         "summary": aggregate(per_order),
     }
-    atomic_write_json(results, out / "results.json")
-    plot_accuracy({cfg.memory: results}, out / "accuracy.png", title=_title(cfg, plan))
+    if main:
+        atomic_write_json(results, out / "results.json")
+        plot_accuracy({cfg.memory: results}, out / "accuracy.png", title=_title(cfg, plan))
     return results
 
 
@@ -494,7 +520,7 @@ def compare(
             c,
             data_root=data_root,
             out=out / c.memory,
-            resume=resume and (out / c.memory / CONFIG_FILE).is_file(),
+            resume=resume and agree(lambda c=c: (out / c.memory / CONFIG_FILE).is_file()),
             download=download,
             dataset_options=dataset_options,
         )
@@ -515,11 +541,13 @@ def compare(
         "results": {m: r["summary"] for m, r in results.items()},
         "configs": {m: r["config"] for m, r in results.items()},
     }
-    atomic_write_json(record, out / "comparison.json")
-    atomic_write(out / "comparison.md", lambda p: p.write_text(table))
-    cfg = cfgs[0]
-    title = f"{plans[0].scenarios[0].name}: {cfg.regime}, {cfg.model}, ipc {cfg.ipc} (same budget)"
-    plot_accuracy(results, out / "comparison.png", title=title)
+    if DistEnv.current().is_main:
+        atomic_write_json(record, out / "comparison.json")
+        atomic_write(out / "comparison.md", lambda p: p.write_text(table))
+        cfg = cfgs[0]
+        name = plans[0].scenarios[0].name
+        title = f"{name}: {cfg.regime}, {cfg.model}, ipc {cfg.ipc} (same budget)"
+        plot_accuracy(results, out / "comparison.png", title=title)
     return record
 
 

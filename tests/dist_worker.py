@@ -87,10 +87,64 @@ def broken_replica_task(args: dict) -> dict:
     return {"error": ""}
 
 
-TASKS = {"distill": distill_task, "broken_replica": broken_replica_task}
+TINY_DISTILL = {
+    "iterations": 2,
+    "inner_loop": 2,
+    "interval": 1,
+    "checkpoint_every": 1,
+    "width": 8,
+    "n_clusters": 8,
+    "batch_real": 8,
+    "n_data": 32,
+}
+
+
+def memory_task(args: dict) -> dict:
+    """Two steps of a distilled (or coreset) memory: every rank's buffer, as tensors."""
+    from dream_cl.strategies.config import MemoryConfig
+    from dream_cl.strategies.memory import DistilledBuffer
+
+    train = tiny_digits(4, 40)
+    config = MemoryConfig(
+        args["method"], ipc=2, preset="cpu", overrides=TINY_DISTILL, seed=1, device="cpu"
+    )
+    policy = DistilledBuffer(config, info=train.info, source=train)
+    policy.add_classes([0, 1], 0)
+    policy.add_classes([2, 3], 1)
+    x, y = policy.tensors()
+    return {"x": x, "y": y, "accounting": json.dumps(policy.accounting(), sort_keys=True)}
+
+
+def cl_task(args: dict) -> dict:
+    """A whole class-incremental run on digits (2 steps); what rank 0 wrote is the result."""
+    from dream_cl.strategies import resolve_cl_config, run_cl
+
+    cfg = resolve_cl_config(
+        "digits",
+        "cpu",
+        steps=2,
+        ipc=2,
+        epochs=args.get("epochs", 2),
+        batch_size=args.get("batch_size", 16),
+        device="cpu",
+        model=args.get("model", "convnet"),
+        model_options=args.get("model_options", {"width": 8}),
+        distill_overrides=TINY_DISTILL,
+    )
+    results = run_cl(cfg, data_root="data", out=args["run_dir"])
+    return {"summary": json.dumps(results["summary"], sort_keys=True)}
+
+
+TASKS = {
+    "distill": distill_task,
+    "broken_replica": broken_replica_task,
+    "memory": memory_task,
+    "cl": cl_task,
+}
 
 
 def main() -> None:
+    import dream_cl.strategies  # noqa: F401 - Avalanche before the group (docs/distributed.md)
     from dream_cl.distributed import init_from_env, shutdown
 
     args = json.loads(sys.argv[1])

@@ -60,6 +60,7 @@ def launch(tasks: list[dict], world: int, out: Path, timeout: float = 120, env=N
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for r, p in enumerate(procs):
-        assert p.returncode == 0, f"rank {r} exited {p.returncode}:\n{logs[r]}"
+    failed = [r for r, p in enumerate(procs) if p.returncode != 0]
+    report = "\n".join(f"--- rank {r} exited {procs[r].returncode}:\n{logs[r]}" for r in failed)
+    assert not failed, report
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(world)]

@@ -137,3 +137,36 @@ def test_a_killed_rank_ends_the_job_with_one_line_and_resume_finishes_it(tmp_pat
     a = torch.load(out / "images.pt", weights_only=True)
     b = torch.load(tmp_path / "whole" / "images.pt", weights_only=True)
     assert torch.equal(a["images"], b["images"])
+
+
+def test_continual_learning_memories_and_models_are_identical_on_every_rank(tmp_path):
+    """Each step's memory is distilled class-sharded and gathered: every rank holds the
+    same buffer (coresets: one process's, bit for bit); the model trains data-parallel and
+    stays identical on every rank after every step (checked by DREAM_CL_CHECK_SYNC), also
+    with BatchNorm (ResNet-10: rank 0's statistics are broadcast, as DDP does)."""
+    from dist_worker import memory_task
+
+    tasks = [
+        {"task": "memory", "method": "dream"},
+        {"task": "memory", "method": "herding"},
+        {"task": "cl", "run_dir": str(tmp_path / "convnet")},
+        {
+            "task": "cl",
+            "run_dir": str(tmp_path / "resnet"),
+            "model": "resnet10",
+            "model_options": {},
+        },
+    ]
+    rank0, rank1 = launch(tasks, 2, tmp_path / "job")
+    for a, b in zip(rank0[:2], rank1[:2], strict=True):
+        assert torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"])
+        assert a["accounting"] == b["accounting"]
+    assert rank0[0]["x"].shape[0] == 4 * 2  # the budget counted once: ipc 2 x 4 classes
+    herding = memory_task({"method": "herding"})
+    assert torch.equal(rank0[1]["x"], herding["x"])
+    for i in (2, 3):
+        assert rank0[i]["summary"] == rank1[i]["summary"]
+    for name in ("convnet", "resnet"):
+        order = tmp_path / name / "order0"
+        assert (order / "metrics.json").is_file() and (order / "step1" / "model.pt").is_file()
+        assert not list(order.glob("**/*.tmp"))
