@@ -41,19 +41,29 @@ def command(*args, **kwargs):
     def decorate(func):
         @functools.wraps(func)
         def wrapper(*a, **k):
-            from dream_cl.distributed import AgreedError, DistEnv, is_peer_failure, shutdown
+            from dream_cl.distributed import (
+                AgreedError,
+                DistEnv,
+                exit_process,
+                is_peer_failure,
+                shutdown,
+            )
 
             try:
-                return func(*a, **k)
+                result = func(*a, **k)
             except UserError as err:
                 env = DistEnv.current()
-                if env.is_main or not isinstance(err, AgreedError):
+                agreed = isinstance(err, AgreedError)
+                if env.is_main or not agreed:
                     prefix = f"rank {env.rank}: " if env.world_size > 1 and not env.is_main else ""
                     typer.echo(f"error: {prefix}{err}", err=True)
+                if env.world_size > 1 and not agreed:
+                    exit_process(1)  # the other ranks are elsewhere: no barrier, just go
+                shutdown(sync=True)
                 raise typer.Exit(1) from None
             except Exception as err:
                 if not is_peer_failure(err):
-                    raise
+                    raise  # a bug: the traceback, and torchrun stops the other ranks
                 env = DistEnv.current()
                 if not os.environ.get(LAUNCHER_ENV):
                     typer.echo(
@@ -61,9 +71,9 @@ def command(*args, **kwargs):
                         "ending this one too (rerun with --resume)",
                         err=True,
                     )
-                os._exit(PEER_LOST_EXIT)  # no collective clean-up with a dead peer: it hangs
-            finally:
-                shutdown()
+                exit_process(PEER_LOST_EXIT)  # no collective clean-up with a dead peer
+            shutdown(sync=True)
+            return result
 
         return app.command(*args, **kwargs)(wrapper)
 
@@ -313,6 +323,13 @@ def distill(
         typer.Option(help="torch.compile the per-class matching step (faster; ~1e-3 rel. diff)."),
     ] = False,
     width: Annotated[int | None, typer.Option(help="ConvNet width.")] = None,
+    net_update: Annotated[
+        str | None,
+        typer.Option(
+            help="With --nproc/torchrun, IDC's network update: data-parallel (default; equal "
+            "to one process up to float rounding) or replicated (bit for bit, slower)."
+        ),
+    ] = None,
     eval_every: Annotated[int, typer.Option(help="Evaluate every K iterations (0: never).")] = 0,
     eval_model: Annotated[str, typer.Option(help="Architecture for evaluation.")] = "convnet",
     eval_epochs: Annotated[int | None, typer.Option(help="Evaluation epochs.")] = None,
@@ -365,6 +382,7 @@ def distill(
         "formulation": formulation,
         "compile": compile or None,
         "width": width,
+        "net_update": net_update,
         "eval_every": eval_every,
         "eval_model": eval_model,
         "eval_epochs": eval_epochs,
@@ -773,6 +791,8 @@ def main() -> None:
         nproc, rest = _nproc_from_argv(sys.argv[1:])
         if nproc != 1 and not launched_by_torchrun():
             sys.exit(launch(nproc, rest))
+        if launched_by_torchrun():
+            _run_as_rank()
         app()
     except UserError as err:
         typer.echo(f"error: {err}", err=True)
@@ -780,6 +800,25 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def _run_as_rank() -> None:
+    """One rank of a torchrun job: the command, then an exit that skips interpreter
+    finalization (see :func:`dream_cl.distributed.exit_process`)."""
+    from dream_cl.distributed import exit_process
+
+    try:
+        app()
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except UserError as err:
+        typer.echo(f"error: {err}", err=True)
+        code = 1
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        code = 130
+    exit_process(code)
 
 
 if __name__ == "__main__":

@@ -282,6 +282,99 @@ def image_rate_section(paths: list[Path], root: Path) -> list[str]:
     return lines
 
 
+def scaling_section(paths: list[Path], root: Path) -> list[str]:
+    lines = [
+        "## Strong scaling on several processes (class sharding)",
+        "",
+        "The same distillation on K processes (torchrun's launcher; Gloo and one torch thread "
+        "per process on CPU, one GPU each on GPUs), at the paper preset's per-class work on "
+        "random data of the dataset's shape: IDC, ConvNet-3 width 128, IPC 10, factor 2, "
+        "N = 128, the whole class clustered at each refresh. Seconds per inner iteration = "
+        "refresh / 10 + matching + network update (rank 0's clock; every inner iteration "
+        "ends in a collective). Speed-up against K = 1 of the same run; efficiency = "
+        "speed-up / K. Peak memory: each process's resident set.",
+        "",
+    ]
+    for path in paths:
+        record = _load(path)
+        lines += [_source(record, path, root), ""]
+        lines += [
+            "| shape | K | classes per process | s / inner iteration | refresh / 10 | matching "
+            "| network update | speed-up | efficiency | peak memory per process (MiB) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in record["results"]:
+            b = r["breakdown_per_inner_iteration"]
+            speed = f"{r['speedup']:.2f}x" if r.get("speedup") else "-"
+            eff = f"{100 * r['efficiency']:.0f} %" if r.get("efficiency") else "-"
+            peaks = ", ".join(f"{p:.0f}" for p in r["peak_rss_mib_per_rank"])
+            lines.append(
+                f"| {r['shape']} | {r['processes']} | "
+                f"{', '.join(str(n) for n in r['classes_per_process'])} | "
+                f"{r['seconds_per_inner_iteration']:.2f} | {b['clustering']:.2f} | "
+                f"{b['matching']:.2f} | {b['network_update']:.2f} | {speed} | {eff} | {peaks} |"
+            )
+        lines.append("")
+    return lines
+
+
+def equivalence_section(path: Path, root: Path) -> list[str]:
+    record = _load(path)
+    s, res = record["settings"], record["results"]
+    k = s["procs"]
+    lines = [
+        f"## {k} processes against one",
+        "",
+        _source(record, path, root),
+        "",
+    ]
+    if "distill" in res:
+        d = res["distill"]
+        its = list(d["summary"]["k1"])
+        lines += [
+            f"DREAM (IDC, cpu preset) on `{s['dataset']}`, IPC {s['ipc']}, seeds "
+            f"{', '.join(str(x) for x in s['seeds'])}, through `dream-cl distill` with and "
+            f"without `--nproc {k}` (data-parallel network update). Test accuracy (%), mean "
+            "± std over seeds, with the preset's evaluation protocol:",
+            "",
+            "| processes | " + " | ".join(f"iteration {i}" for i in its) + " |",
+            "|---|" + "---|" * len(its),
+        ]
+        for key, label in (("k1", "1"), (f"k{k}", str(k))):
+            cells = [
+                f"{_pct(d['summary'][key][i]['mean'])} ± {_pct(d['summary'][key][i]['std'])}"
+                for i in its
+            ]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        diffs = ", ".join(
+            f"seed {r['seed']}: max {r['max_pixel_difference']:.3f}, "
+            f"mean {r['mean_pixel_difference']:.4f}"
+            for r in d["runs"]
+        )
+        lines += ["", f"Pixel differences between the two synthetic sets: {diffs}.", ""]
+    if "cl" in res:
+        c = res["cl"]
+        lines += [
+            f"`dream-cl run digits-5step` (cpu preset), {s['orders']} class orders, with and "
+            f"without `--nproc {k}`. Accuracy (%), mean ± std over orders:",
+            "",
+            "| processes | final | average incremental | forgetting |",
+            "|---|---|---|---|",
+        ]
+        for key, label in (("k1", "1"), (f"k{k}", str(k))):
+            m = c[key]["summary"]
+            lines.append(
+                f"| {label} | "
+                + " | ".join(
+                    f"{_pct(m[x]['mean'])} ± {_pct(m[x]['std'])}"
+                    for x in ("final_accuracy", "average_incremental_accuracy", "forgetting")
+                )
+                + " |"
+            )
+        lines.append("")
+    return lines
+
+
 def build(results: Path = RESULTS_DIR, out: Path | None = None) -> Path:
     """Write RESULTS.md (beside ``results``) from every result file found."""
     from dream_cl.utils import atomic_write
@@ -309,6 +402,11 @@ def build(results: Path = RESULTS_DIR, out: Path | None = None) -> Path:
     cl = sorted(results.glob("cl-*/comparison.json"))
     if cl:
         lines += continual_section(cl, results, plots)
+    scal = sorted(results.glob("scaling*.json"))
+    if scal:
+        lines += scaling_section(scal, results)
+    for path in sorted(results.glob("equivalence*.json")):
+        lines += equivalence_section(path, results)
     text = "\n".join(lines).rstrip() + "\n"
     atomic_write(out, lambda p: p.write_text(text))
     return out

@@ -174,8 +174,10 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.worker:
+        from dream_cl.distributed import exit_process
+
         worker(json.loads(args.worker))
-        return
+        exit_process(0)
     from dream_cl.distributed import run_local_workers
     from dream_cl.utils import resolve_device
 

@@ -14,6 +14,7 @@ and every helper is the identity.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from collections.abc import Callable, Sequence
@@ -106,13 +107,38 @@ def split_threads(env: DistEnv) -> int:
     return max(1, (cores or 1) // max(1, env.local_world_size))
 
 
-def shutdown() -> None:
+def shutdown(sync: bool = True) -> None:
+    """Leave the process group. ``sync``: wait for every rank first (call it only where
+    every rank arrives), so that no rank tears its connections down while a peer is still
+    finishing a collective on them."""
     if dist.is_available() and dist.is_initialized():
+        if sync and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_process(code: int = 0) -> None:
+    """End a rank of a torchrun job: flush, then exit without interpreter finalization.
+
+    Gloo's worker threads can outlive ``destroy_process_group`` and abort the process when
+    the interpreter tears down the tensors they hold (seen here about once in 15 runs as
+    "terminate called without an active exception"), which the launcher reports as a
+    failed rank. Everything a rank writes is written and renamed before this point.
+    """
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 # ----------------------------------------------------------------------------------------
 # class sharding
+
+
+class AgreedError(UserError):
+    """A user error every rank raises together (rank 0 alone prints it)."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +182,7 @@ class ClassShard:
     @classmethod
     def for_env(cls, num_classes: int, env: DistEnv) -> ClassShard:
         if env.world_size > num_classes:
-            raise UserError(
+            raise AgreedError(
                 f"{env.world_size} processes for {num_classes} classes: each process needs a "
                 f"class of its own; use at most {num_classes} processes"
             )
@@ -246,10 +272,6 @@ def broadcast_object(obj: T, src: int = 0) -> T:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-class AgreedError(UserError):
-    """A user error every rank raises together (rank 0 alone prints it)."""
 
 
 def is_peer_failure(err: BaseException) -> bool:

@@ -145,7 +145,7 @@ TASKS = {
 
 def main() -> None:
     import dream_cl.strategies  # noqa: F401 - Avalanche before the group (docs/distributed.md)
-    from dream_cl.distributed import init_from_env, shutdown
+    from dream_cl.distributed import exit_process, init_from_env, shutdown
 
     args = json.loads(sys.argv[1])
     torch.set_num_threads(1)
@@ -153,6 +153,7 @@ def main() -> None:
     results = [TASKS[task.pop("task")](task) for task in args["tasks"]]
     torch.save(results, Path(args["out"]) / f"rank{env.rank}.pt")
     shutdown()
+    exit_process(0)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,41 @@ def test_efficiency_summary_flags_a_baseline_that_falls_below_its_start():
     assert entry["to_baseline_final"]["baseline"]["at_init"]
     dream = entry["curves"]["dream"]
     assert dream["best_iteration"] == 10 and dream["gain_over_init"] < 0
+
+
+def test_scaling_equivalence_and_gpu_check_scripts_run_and_report(tmp_path):
+    """The multi-process benchmarks on a tiny setting (2 Gloo processes on loopback)."""
+    results = tmp_path / "results"
+    out = _run("benchmarks/scaling.py", "--quick", "--out-dir", str(results))
+    assert "K=2: speed-up" in out
+    rows = json.loads((results / "scaling.json").read_text())["results"]
+    assert [r["processes"] for r in rows] == [1, 2]
+    assert rows[1]["classes_per_process"] == [2, 2] and len(rows[1]["peak_rss_mib_per_rank"]) == 2
+    assert rows[0]["speedup"] == 1.0 and rows[1]["efficiency"] == rows[1]["speedup"] / 2
+    # a second call measures nothing again
+    assert (
+        _run("benchmarks/scaling.py", "--quick", "--out-dir", str(results)).count(
+            "measured already"
+        )
+        == 2
+    )
+    work = tmp_path / "work"
+    _run(
+        "benchmarks/equivalence.py",
+        *("--quick", "--checks", "distill", "--work-dir", str(work), "--out-dir", str(results)),
+    )
+    eq = json.loads((results / "equivalence.json").read_text())["results"]["distill"]
+    assert set(eq["summary"]) == {"k1", "k2"} and eq["runs"][0]["max_pixel_difference"] >= 0
+    _run(
+        "benchmarks/gpu_check.py",
+        *("--quick", "--device", "cpu", "--checks", "agreement,resume,throughput"),
+        *("--variants", "per-class", "--shapes", "cifar10", "--out-dir", str(results)),
+    )
+    gpu = json.loads((results / "gpu-check-quick.json").read_text())["results"]
+    assert gpu["agreement"]["identical"] and gpu["resume"]["identical"]
+    assert gpu["throughput"][0]["seconds_per_inner_iteration"] > 0
+    md = tmp_path / "RESULTS.md"
+    _run("benchmarks/report.py", "--results", str(results), "--out", str(md))
+    text = md.read_text()
+    assert "## Strong scaling on several processes" in text and "| tiny | 2 | 2, 2 |" in text
+    assert "## 2 processes against one" in text

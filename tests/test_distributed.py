@@ -56,14 +56,16 @@ def test_one_process_under_torch_distributed_equals_a_plain_run_bit_for_bit(tmp_
 
 
 def test_two_processes(tmp_path):
-    """K = 2 against one process: exact where the network update is replicated, within
-    float rounding where it is data-parallel; replicas equal; resume exact, also on
-    another number of processes; the sync check fires on a nudged replica."""
+    """K = 2 against one process: bit for bit where the network update is replicated
+    (DC, DM; IDC with ``net_update='replicated'``), within float rounding where it is
+    data-parallel (IDC's default); replicas equal; resume exact, also on another number of
+    processes; the sync check fires on a nudged replica."""
     run = tmp_path / "run"
     tasks = [
         {"task": "distill", "framework": "idc"},
         {"task": "distill", "framework": "idc"},
         {"task": "distill", "framework": "idc", "overrides": {"sampler": "random"}},
+        {"task": "distill", "framework": "idc", "overrides": {"net_update": "replicated"}},
         {"task": "distill", "framework": "dm"},
         {"task": "distill", "framework": "dc"},
         {"task": "distill", "framework": "idc", "run_dir": str(run / "idc"), "stop_after": 1},
@@ -73,14 +75,18 @@ def test_two_processes(tmp_path):
     ]
     rank0, rank1 = launch(tasks, 2, tmp_path / "job")
     # every rank ends with the whole synthetic set, bit for bit the same
-    for a, b in zip(rank0[:8], rank1[:8], strict=True):
+    for a, b in zip(rank0[:9], rank1[:9], strict=True):
         assert torch.equal(a["images"], b["images"])
-    idc, idc_again, idc_random, dm, dc, _, idc_resumed, _, broken = rank0
+    idc, idc_again, idc_random, idc_replicated, dm, dc, _, idc_resumed, _, broken = rank0
     # deterministic: the same job twice gives the same bits
     assert torch.equal(idc["images"], idc_again["images"])
-    # DM and DC replicate their network (updates): one process's result, bit for bit
-    for got, framework in ((dm, "dm"), (dc, "dc")):
-        want = single(framework)
+    # replicated network updates (DM, DC; IDC on request): one process's result, bit for bit
+    for got, framework, overrides in (
+        (dm, "dm", {}),
+        (dc, "dc", {}),
+        (idc_replicated, "idc", {"net_update": "replicated"}),
+    ):
+        want = single(framework, **overrides)
         assert torch.equal(got["images"], want["images"]), framework
         assert got["losses"] == want["losses"], framework
     # IDC's data-parallel update sums two half-batch gradients: float rounding only (with
@@ -98,7 +104,7 @@ def test_two_processes(tmp_path):
     resumed = distill(tiny_config("dm"), tiny_digits(), out=run / "dm", resume=True)
     assert torch.equal(resumed.image_set.images, dm["images"])
     # the sync check compares bits and stops every rank with the same message
-    assert broken["error"] == rank1[8]["error"] != ""
+    assert broken["error"] == rank1[9]["error"] != ""
     assert "rank(s) [1]" in broken["error"]
 
 
@@ -137,6 +143,12 @@ def test_a_killed_rank_ends_the_job_with_one_line_and_resume_finishes_it(tmp_pat
     a = torch.load(out / "images.pt", weights_only=True)
     b = torch.load(tmp_path / "whole" / "images.pt", weights_only=True)
     assert torch.equal(a["images"], b["images"])
+    # a user error is decided once and said once, not once per rank
+    again = _cli([*args, "--nproc", "2"], env)
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines() == [
+        f"error: {out} already holds a run; pass --resume to continue it or choose another --out"
+    ]
 
 
 def test_continual_learning_memories_and_models_are_identical_on_every_rank(tmp_path):

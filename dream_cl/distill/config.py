@@ -17,6 +17,7 @@ from dream_cl.errors import UserError
 
 FRAMEWORKS = ("idc", "dc", "dsa", "dm")
 FORMULATIONS = ("per-class", "joint", "batched")
+NET_UPDATES = ("data-parallel", "replicated")
 PRESETS = ("paper", "cpu")
 
 
@@ -70,6 +71,11 @@ class DistillConfig:
     """IDC: real samples the network trains on between matching steps."""
     net_aug: str = "color_crop"
     mix_p: float = 0.5
+    net_update: str = "data-parallel"
+    """Under torchrun, IDC's network update on real data: ``data-parallel`` (each rank a
+    share of the batch, gradients summed: one process's update up to float summation
+    order) or ``replicated`` (every rank the whole batch: one process's result bit for
+    bit, the update's time not divided). One process: no difference."""
     # evaluation during the run
     eval_every: int = 0
     eval_model: str = "convnet"
@@ -114,6 +120,8 @@ class DistillConfig:
         ):
             if getattr(self, name) < 1:
                 bad(f"--{name.replace('_', '-')} must be at least 1")
+        if self.net_update not in NET_UPDATES:
+            bad(f"unknown --net-update '{self.net_update}'; use {' or '.join(NET_UPDATES)}")
         if self.compile and self.formulation == "batched":
             bad("--compile applies to the per-class and joint formulations; drop one of them")
         if self.eval_width is not None and self.eval_width < 1:

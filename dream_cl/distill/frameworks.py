@@ -506,12 +506,17 @@ def _data_parallel_step(
     """One SGD step on a batch every rank holds whole.
 
     Ranks split the rows, each back-propagates its rows' share of the mean loss, and the
-    gradients are summed: the single-process gradient up to float summation order. A
-    network with buffers (BatchNorm) computes the whole batch on every rank instead, since
-    per-rank batch statistics would change the update and let the buffers drift apart.
+    gradients are summed: the single-process gradient up to float summation order. With
+    ``net_update = "replicated"``, and for a network with buffers (BatchNorm: per-rank
+    batch statistics would change the update and let the buffers drift apart), every rank
+    computes the whole batch instead: the single-process update bit for bit.
     """
     assert ctx.shard is not None
-    data_parallel = ctx.sharded and not any(True for _ in net.buffers())
+    data_parallel = (
+        ctx.sharded
+        and ctx.cfg.net_update == "data-parallel"
+        and not any(True for _ in net.buffers())
+    )
     opt.zero_grad(set_to_none=True)
     if not data_parallel:
         cutmix_loss(net(x), y_a, y_b, lam).backward()
