@@ -213,6 +213,7 @@ def coreset(
     if ipc < 1:
         raise UserError("--ipc must be at least 1")
     env, device = _distributed(nproc, device)
+    _set_threads(None, dataset)
     dev = resolve_device(device)
     seed_everything(seed)
     train = load_dataset(dataset, data_root, train=True, download=download)

@@ -28,6 +28,8 @@ from dream_cl.errors import UserError
 
 SYNC_CHECK_ENV = "DREAM_CL_CHECK_SYNC"
 """Set to 1 to verify after every network update that all ranks hold equal parameters."""
+TIMEOUT_ENV = "DREAM_CL_DIST_TIMEOUT_MINUTES"
+"""How long a collective may wait on a live rank (default 180: rank 0 may evaluate)."""
 FAULT_ENV = "DREAM_CL_TEST_KILL"
 """Test hook, ``RANK:ITERATION``: that rank kills itself (SIGKILL) after that iteration."""
 
@@ -69,7 +71,7 @@ def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
-def init_from_env(device: str = "auto", timeout_minutes: float = 60.0) -> DistEnv:
+def init_from_env(device: str = "auto", timeout_minutes: float = 180.0) -> DistEnv:
     """Join the process group that torchrun describes in the environment.
 
     NCCL with one GPU per local rank when CUDA is present (and not refused by ``device``),
@@ -85,9 +87,10 @@ def init_from_env(device: str = "auto", timeout_minutes: float = 60.0) -> DistEn
     use_cuda = device != "cpu" and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(local_rank)
+    minutes = float(os.environ.get(TIMEOUT_ENV, timeout_minutes))
     dist.init_process_group(
         backend="nccl" if use_cuda else "gloo",
-        timeout=datetime.timedelta(minutes=timeout_minutes),
+        timeout=datetime.timedelta(minutes=minutes),
         device_id=torch.device("cuda", local_rank) if use_cuda else None,
     )
     return DistEnv.current()
@@ -200,6 +203,14 @@ def balanced_range(n: int, rank: int, world_size: int) -> tuple[int, int]:
 
 def _active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def comm_device() -> torch.device:
+    """Where a small tensor for a collective must live: the rank's GPU under NCCL, else
+    the CPU (Gloo)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def gather_blocks(local: torch.Tensor, shard: ClassShard, rows_per_class: int) -> torch.Tensor:
@@ -370,10 +381,11 @@ def check_replicated(tensors: Sequence[torch.Tensor], what: str) -> None:
     """
     if not (_active() and sync_check_enabled()):
         return
-    flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors])
+    device = comm_device()
+    flat = torch.cat([t.detach().reshape(-1).to(device, torch.float64) for t in tensors])
     reference = flat.clone()
     dist.broadcast(reference, src=0)
-    bad = torch.tensor([0.0 if torch.equal(flat, reference) else 1.0], device=flat.device)
+    bad = torch.tensor([0.0 if torch.equal(flat, reference) else 1.0], device=device)
     flags = [torch.zeros_like(bad) for _ in range(dist.get_world_size())]
     dist.all_gather(flags, bad)
     ranks = [r for r, f in enumerate(flags) if float(f) > 0]

@@ -13,21 +13,7 @@ import sys
 from pathlib import Path
 
 import torch
-
-
-def tiny_digits(num_classes: int = 4, per_class: int = 30):
-    from sklearn.datasets import load_digits
-
-    from dream_cl.data.base import DatasetInfo, DatasetSplit
-
-    d = load_digits()
-    x = torch.tensor((d.images * 255 / 16).round(), dtype=torch.uint8).unsqueeze(1)
-    y = torch.tensor(d.target)
-    names = tuple(str(c) for c in range(num_classes))
-    info = DatasetInfo("digits", 1, 8, names, (0.3,), (0.4,))
-    parts = [x[y == c][:per_class] for c in range(num_classes)]
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
-    return DatasetSplit(torch.cat(parts), labels, info)
+from fakedata import TINY_DISTILL, tiny_digits
 
 
 def tiny_config(framework: str, **overrides):
@@ -58,7 +44,7 @@ def distill_task(args: dict) -> dict:
     from dream_cl.distill.engine import distill, shard_train
 
     cfg = tiny_config(args.get("framework", "idc"), **args.get("overrides", {}))
-    train = shard_train(tiny_digits(args.get("classes", 4)))
+    train = shard_train(tiny_digits(args.get("classes", 4), 30))
     result = distill(
         cfg,
         train,
@@ -75,7 +61,7 @@ def broken_replica_task(args: dict) -> dict:
     from dream_cl.distributed import DistEnv, ReplicaMismatch, check_replicated
 
     cfg = tiny_config("idc")
-    net = make_net(cfg, tiny_digits().info, torch.device("cpu"), 0)
+    net = make_net(cfg, tiny_digits(4, 30).info, torch.device("cpu"), 0)
     check_replicated(list(net.parameters()), "network")  # equal: passes
     if DistEnv.current().rank == 1:
         with torch.no_grad():
@@ -85,18 +71,6 @@ def broken_replica_task(args: dict) -> dict:
     except ReplicaMismatch as err:
         return {"error": str(err)}
     return {"error": ""}
-
-
-TINY_DISTILL = {
-    "iterations": 2,
-    "inner_loop": 2,
-    "interval": 1,
-    "checkpoint_every": 1,
-    "width": 8,
-    "n_clusters": 8,
-    "batch_real": 8,
-    "n_data": 32,
-}
 
 
 def memory_task(args: dict) -> dict:

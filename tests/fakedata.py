@@ -9,6 +9,7 @@ reversed), so loaders must sort by label while keeping each class's file order.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import pickle
 import struct
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 CIFAR10_NAMES = (
     "airplane",
@@ -254,3 +256,33 @@ def shared_data_root() -> Path:
 
     default = Path(__file__).resolve().parents[2] / "shared" / "data"
     return Path(os.environ.get("DREAM_CL_SHARED_DATA", default))
+
+
+# the distillation engine at a size that takes about a second per step on 2 cores
+TINY_DISTILL = {
+    "iterations": 2,
+    "inner_loop": 2,
+    "interval": 1,
+    "checkpoint_every": 1,
+    "width": 8,
+    "n_clusters": 8,
+    "batch_real": 8,
+    "n_data": 32,
+}
+
+
+@functools.lru_cache(maxsize=4)
+def tiny_digits(num_classes: int = 3, per_class: int = 30):
+    """The first ``per_class`` scikit-learn digits of classes 0..num_classes-1 (8x8, uint8)."""
+    from sklearn.datasets import load_digits
+
+    from dream_cl.data.base import DatasetInfo, DatasetSplit
+
+    d = load_digits()
+    x = torch.tensor((d.images * 255 / 16).round(), dtype=torch.uint8).unsqueeze(1)
+    y = torch.tensor(d.target)
+    names = tuple(str(c) for c in range(num_classes))
+    info = DatasetInfo("digits", 1, 8, names, (0.3,), (0.4,))
+    parts = [x[y == c][:per_class] for c in range(num_classes)]
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    return DatasetSplit(torch.cat(parts), labels, info)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fakedata import TINY_DISTILL as ENGINE_TINY
 
 from dream_cl.artifact import load_image_set
 from dream_cl.errors import UserError
@@ -15,14 +16,7 @@ from dream_cl.strategies import compare, prepare_run, resolve_cl_config, run_cl
 
 # the engine and the model at a size where a 5-step run takes seconds
 TINY_DISTILL = {
-    "iterations": 2,
-    "inner_loop": 2,
-    "interval": 1,
-    "checkpoint_every": 1,
-    "width": 8,
-    "n_clusters": 8,
-    "batch_real": 8,
-    "n_data": 32,
+    **ENGINE_TINY,
     "factor": 2,  # multi-formation accounting is what these tests check (digits' default: 1)
 }
 TINY = {

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from fakedata import tiny_digits
 
 from dream_cl.artifact import load_image_set
-from dream_cl.data.base import DatasetInfo, DatasetSplit, to_float
+from dream_cl.data.base import DatasetSplit, to_float
 from dream_cl.distill import engine
 from dream_cl.distill.config import DistillConfig, resolve_config
 from dream_cl.distill.streams import RandomStreams
@@ -23,18 +23,8 @@ NUM_CLASSES = 3
 PER_CLASS = 30
 
 
-@lru_cache(maxsize=1)
 def _digits() -> DatasetSplit:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor((d.images * 255 / 16).round(), dtype=torch.uint8).unsqueeze(1)
-    y = torch.tensor(d.target)
-    names = tuple(str(c) for c in range(NUM_CLASSES))
-    info = DatasetInfo("digits", 1, 8, names, (0.3,), (0.4,))
-    parts = [x[y == c][:PER_CLASS] for c in range(NUM_CLASSES)]
-    labels = torch.arange(NUM_CLASSES).repeat_interleave(PER_CLASS)
-    return DatasetSplit(torch.cat(parts), labels, info)
+    return tiny_digits(NUM_CLASSES, PER_CLASS)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from fakedata import TINY_DISTILL
 from torch import nn
 
 from dream_cl.errors import UserError
@@ -33,17 +34,7 @@ with warnings.catch_warnings():
     from avalanche.training import Naive
     from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 
-# the engine at a size that takes about a second per step on 2 cores
-TINY = {
-    "iterations": 2,
-    "inner_loop": 2,
-    "interval": 1,
-    "checkpoint_every": 1,
-    "width": 8,
-    "n_clusters": 8,
-    "batch_real": 8,
-    "n_data": 32,
-}
+TINY = TINY_DISTILL  # the engine at a size that takes about a second per step on 2 cores
 QUIET = TrainConfig(cutmix_p=0.0, dsa_strategy="none")
 
 

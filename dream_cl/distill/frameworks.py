@@ -46,6 +46,7 @@ from dream_cl.distributed import (
     all_reduce_sum_,
     balanced_range,
     check_replicated,
+    comm_device,
     gather_blocks,
     generator_tensor,
 )
@@ -249,7 +250,7 @@ def class_losses_total(ctx: Context, losses: dict[int, float]) -> float:
     values = torch.zeros(ctx.num_classes, dtype=torch.float64)
     for c, v in losses.items():
         values[c] = v
-    all_reduce_sum_(values)  # each entry has one owner: x + 0 is exact
+    values = all_reduce_sum_(values.to(comm_device())).cpu()  # one owner per entry: exact
     total = 0.0
     for v in values.tolist():
         total += v
@@ -452,7 +453,7 @@ def match_batched(
     g_syn = grads(z_syn, y_syn)
     loss = batched_distance(g_real, g_syn, cfg.metric)
     _image_step(ctx, _image_grad(ctx, loss))
-    local = torch.zeros(ctx.num_classes, dtype=torch.float64)
+    local = torch.zeros(ctx.num_classes, dtype=torch.float64, device=comm_device())
     local[ctx.shard.start] = float(loss.detach())  # one partial sum per rank
     return float(all_reduce_sum_(local).sum())
 
