@@ -13,7 +13,8 @@ lifecycle callbacks:
   regimes iterate the decoded memory as tensors (no per-sample dataset calls), ``replay-mix``
   installs Avalanche's ``ReplayDataLoader`` (current data + memory).
 - ``before_forward``: per-sample DSA, then CutMix with probability p; under torchrun each
-  rank then keeps its share of the batch (data-parallel, DDP's semantics).
+  rank then keeps its share of the batch (data-parallel, DDP's semantics; models with
+  BatchNorm train the whole batch on every rank, so their statistics are one process's).
 - ``before_backward``: the CutMix label mix and the KD term are added to ``strategy.loss``
   (weighted by the rank's share under torchrun).
 - ``after_backward`` / ``after_update`` (torchrun only): gradients summed over ranks; rank
@@ -314,14 +315,16 @@ class DistilledReplayPlugin(SupervisedPlugin, supports_distributed=True):
 
         Every rank drew the same mini-batch and the same augmentation (the streams are
         seeded alike); each keeps its rows, and the loss is weighted by its share so that
-        the summed gradients equal the whole batch's mean-loss gradient. A batch too small
-        to give every rank two rows (BatchNorm trains on no fewer) is trained whole on
-        every rank.
+        the summed gradients equal the whole batch's mean-loss gradient. A model with
+        buffers (BatchNorm) trains on the whole batch on every rank instead: per-rank batch
+        statistics change the result (measured: +1.5 points final accuracy on digits-5step
+        with ResNet-10 at 2 processes, on all 3 class orders), and PyTorch's SyncBatchNorm
+        runs on GPUs only.
         """
         n = int(strategy.mbatch[0].shape[0])
         rank, world = self._env.rank, self._env.world_size
-        if n // world < 2:
-            return
+        if n < world or any(True for _ in strategy.model.buffers()):
+            return  # the same decision on every rank
         lo, hi = balanced_range(n, rank, world)
         for i, part in enumerate(strategy.mbatch):
             if isinstance(part, torch.Tensor) and part.shape[:1] == (n,):

@@ -23,7 +23,7 @@ from dream_cl.distributed import ClassShard, balanced_range
 
 def single(framework: str, **overrides) -> dict:
     """The single-process reference, in this process."""
-    result = distill(tiny_config(framework, **overrides), tiny_digits())
+    result = distill(tiny_config(framework, **overrides), tiny_digits(4, 30))
     return {"images": result.image_set.images, "losses": result.metrics["losses"]}
 
 
@@ -101,7 +101,7 @@ def test_two_processes(tmp_path):
     assert torch.equal(idc_resumed["images"], idc["images"])
     assert idc_resumed["losses"] == idc["losses"]
     # a 2-process checkpoint resumes in one process (DM: the result does not depend on K)
-    resumed = distill(tiny_config("dm"), tiny_digits(), out=run / "dm", resume=True)
+    resumed = distill(tiny_config("dm"), tiny_digits(4, 30), out=run / "dm", resume=True)
     assert torch.equal(resumed.image_set.images, dm["images"])
     # the sync check compares bits and stops every rank with the same message
     assert broken["error"] == rank1[9]["error"] != ""
