@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dream_cl.distributed import DistEnv
 from dream_cl.progress import Progress
 from dream_cl.strategies.config import TrainConfig
 from dream_cl.strategies.plugins import DistilledReplayPlugin, ModelFactory
@@ -76,6 +77,39 @@ class DistilledReplay(SupervisedTemplate):
     @property
     def storage_policy(self) -> Any:
         return self.distilled_plugin.storage_policy
+
+    def make_eval_dataloader(
+        self,
+        num_workers: int = 0,
+        shuffle: bool = False,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Avalanche's eval loader, but never split across ranks: under torchrun rank 0
+        evaluates the whole test stream once (Avalanche's default would give each rank a
+        ``DistributedSampler`` share, and rank 0 would score half the test set)."""
+        if not DistEnv.current().distributed:
+            super().make_eval_dataloader(
+                num_workers, shuffle, pin_memory, persistent_workers, **kwargs
+            )
+            return
+        from avalanche.benchmarks.utils.data_loader import (
+            SingleDatasetDataLoader,
+            collate_from_data_or_kwargs,
+        )
+
+        args = self._obtain_common_dataloader_parameters(
+            batch_size=self.eval_mb_size,
+            num_workers=num_workers,
+            shuffle=shuffle,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+        )
+        collate_from_data_or_kwargs(self.adapted_dataset, args)
+        self.dataloader = SingleDatasetDataLoader(
+            self.adapted_dataset, distributed_sampling=False, **args
+        )
 
 
 def make_evaluator(

@@ -103,7 +103,7 @@ def cl_task(args: dict) -> dict:
         device="cpu",
         model=args.get("model", "convnet"),
         model_options=args.get("model_options", {"width": 8}),
-        distill_overrides=TINY_DISTILL,
+        distill_overrides={**TINY_DISTILL, **args.get("distill", {})},
     )
     results = run_cl(cfg, data_root="data", out=args["run_dir"])
     return {"summary": json.dumps(results["summary"], sort_keys=True)}

@@ -154,8 +154,8 @@ def test_a_killed_rank_ends_the_job_with_one_line_and_resume_finishes_it(tmp_pat
 def test_continual_learning_memories_and_models_are_identical_on_every_rank(tmp_path):
     """Each step's memory is distilled class-sharded and gathered: every rank holds the
     same buffer (coresets: one process's, bit for bit); the model trains data-parallel and
-    stays identical on every rank after every step (checked by DREAM_CL_CHECK_SYNC), also
-    with BatchNorm (ResNet-10: rank 0's statistics are broadcast, as DDP does)."""
+    stays identical on every rank after every step (checked by DREAM_CL_CHECK_SYNC); with
+    BatchNorm (ResNet-10) and bit-exact memories the run is one process's exactly."""
     from dist_worker import memory_task
 
     tasks = [
@@ -167,6 +167,7 @@ def test_continual_learning_memories_and_models_are_identical_on_every_rank(tmp_
             "run_dir": str(tmp_path / "resnet"),
             "model": "resnet10",
             "model_options": {},
+            "distill": {"net_update": "replicated"},
         },
     ]
     rank0, rank1 = launch(tasks, 2, tmp_path / "job")
@@ -178,6 +179,12 @@ def test_continual_learning_memories_and_models_are_identical_on_every_rank(tmp_
     assert torch.equal(rank0[1]["x"], herding["x"])
     for i in (2, 3):
         assert rank0[i]["summary"] == rank1[i]["summary"]
+    # BatchNorm models train whole batches on every rank and rank 0 evaluates the whole
+    # test stream: with bit-exact memories, one process's accuracies exactly
+    from dist_worker import cl_task
+
+    alone = cl_task({**tasks[3], "run_dir": str(tmp_path / "alone")})
+    assert rank0[3]["summary"] == alone["summary"]
     for name in ("convnet", "resnet"):
         order = tmp_path / name / "order0"
         assert (order / "metrics.json").is_file() and (order / "step1" / "model.pt").is_file()
