@@ -36,8 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import write_result  # noqa: E402
 
 
-def _cli(args: list[str], threads: int) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+def _cli(args: list[str], procs: int, started: bool) -> None:
+    """``dream-cl ARGS`` on ``procs`` processes of one thread each; ``--resume`` when an
+    earlier call left the run unfinished."""
+    if started:
+        args = [*args, "--resume"]
+    if procs > 1:
+        args = [*args, "--nproc", str(procs)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "dream_cl.cli", *args, "--quiet"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -57,11 +63,7 @@ def distill_runs(args: argparse.Namespace, work: Path) -> dict:
                 cmd += ["--data-root", str(args.data_root), "--out", str(out), "--threads", "1"]
                 if args.iterations:
                     cmd += ["--iterations", str(args.iterations)]
-                if (out / "checkpoint.pt").is_file():
-                    cmd.append("--resume")
-                if k > 1:
-                    cmd += ["--nproc", str(k)]
-                _cli(cmd, 1)
+                _cli(cmd, k, started=(out / "checkpoint.pt").is_file())
                 print(f"distill seed {seed} K={k}: done", flush=True)
             metrics = json.loads((out / "metrics.json").read_text())
             row[f"k{k}"] = {
@@ -95,11 +97,7 @@ def cl_runs(args: argparse.Namespace, work: Path) -> dict:
             cmd = ["run", "digits-5step", "--orders", str(args.orders), "--out", str(out)]
             if args.quick:
                 cmd += ["--epochs", "2", "--distill-iterations", "2"]
-            if (out / "config.json").is_file():
-                cmd.append("--resume")
-            if k > 1:
-                cmd += ["--nproc", str(k)]
-            _cli(cmd, 1)
+            _cli(cmd, k, started=(out / "config.json").is_file())
             print(f"cl K={k}: done", flush=True)
         results = json.loads((out / "results.json").read_text())
         out_rows[f"k{k}"] = {

@@ -267,14 +267,6 @@ def all_gather_objects(obj: T) -> list[T]:
     return out
 
 
-def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
-    """Rank ``src``'s buffers (BatchNorm running statistics) on every rank, as DDP does."""
-    if not _active():
-        return
-    for buf in module.buffers():
-        dist.broadcast(buf, src=src)
-
-
 def broadcast_object(obj: T, src: int = 0) -> T:
     """Rank ``src``'s object on every rank. Used for state that rank 0 read with
     ``weights_only=True`` (tensors and plain containers) or for a short message."""
@@ -318,11 +310,6 @@ def agree(check: Callable[[], T]) -> T:
     if outcome[0] == "error":
         raise AgreedError(outcome[1])
     return outcome[1]
-
-
-def barrier() -> None:
-    if _active():
-        dist.barrier()
 
 
 # ----------------------------------------------------------------------------------------
@@ -376,8 +363,8 @@ class ReplicaMismatch(RuntimeError):
 def check_replicated(tensors: Sequence[torch.Tensor], what: str) -> None:
     """With ``DREAM_CL_CHECK_SYNC=1``: every rank's ``tensors`` equal rank 0's, bit for bit.
 
-    All ranks learn the verdict together (one all-reduce of a flag), so a mismatch stops
-    the job on every rank with the same message.
+    All ranks learn the verdict together (every rank's flag is gathered), so a mismatch
+    stops the job on every rank with the same message.
     """
     if not (_active() and sync_check_enabled()):
         return

@@ -17,8 +17,7 @@ lifecycle callbacks:
   BatchNorm train the whole batch on every rank, so their statistics are one process's).
 - ``before_backward``: the CutMix label mix and the KD term are added to ``strategy.loss``
   (weighted by the rank's share under torchrun).
-- ``after_backward`` / ``after_update`` (torchrun only): gradients summed over ranks; rank
-  0's buffers (BatchNorm statistics) broadcast, as DDP does.
+- ``after_backward`` (torchrun only): gradients summed over ranks.
 - ``after_training_epoch``: the step schedule (x gamma at the milestones).
 - ``after_training_exp``: ``replay-mix`` adds the experience to the memory (Avalanche replay).
 
@@ -55,7 +54,6 @@ from dream_cl.distributed import (
     DistEnv,
     all_reduce_gradients,
     balanced_range,
-    broadcast_buffers,
     check_replicated,
 )
 from dream_cl.progress import NullProgress, Progress
@@ -363,11 +361,9 @@ class DistilledReplayPlugin(SupervisedPlugin, supports_distributed=True):
             all_reduce_gradients(list(strategy.model.parameters()), fill_missing=False)
 
     def after_update(self, strategy: Any, **kwargs: Any) -> None:
-        if self._env.world_size > 1:
-            broadcast_buffers(strategy.model)
-            check_replicated(
-                [*strategy.model.parameters(), *strategy.model.buffers()], "model after a step"
-            )
+        check_replicated(
+            [*strategy.model.parameters(), *strategy.model.buffers()], "model after a step"
+        )
 
     # -- schedule and bookkeeping --------------------------------------------------------------
     def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:

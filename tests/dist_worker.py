@@ -13,31 +13,12 @@ import sys
 from pathlib import Path
 
 import torch
-from fakedata import TINY_DISTILL, tiny_digits
+from fakedata import TINY_DISTILL, tiny_digits, tiny_distill_config
 
 
 def tiny_config(framework: str, **overrides):
-    from dream_cl.distill.config import resolve_config
-
-    values = {
-        "device": "cpu",
-        "iterations": 3,
-        "width": 8,
-        "n_clusters": 6,
-        "batch_real": 6,
-        "n_data": 12,
-        "batch_syn_max": 8,
-        "interval": 2,
-        "checkpoint_every": 1,
-    }
-    if framework == "idc":
-        values.update(inner_loop=3, factor=2)
-    if framework in ("dc", "dsa"):
-        values.update(inner_loop=2, net_epochs_syn=1)
-    values.update(overrides)
-    return resolve_config(
-        "digits", 2, framework=framework, preset="cpu", image_size=8, overrides=values
-    )
+    """The unit tests' tiny run, three iterations long, checkpointed after each."""
+    return tiny_distill_config(framework, **{"iterations": 3, "checkpoint_every": 1, **overrides})
 
 
 def distill_task(args: dict) -> dict:

@@ -286,3 +286,28 @@ def tiny_digits(num_classes: int = 3, per_class: int = 30):
     parts = [x[y == c][:per_class] for c in range(num_classes)]
     labels = torch.arange(num_classes).repeat_interleave(per_class)
     return DatasetSplit(torch.cat(parts), labels, info)
+
+
+def tiny_distill_config(framework: str = "idc", ipc: int = 2, **overrides):
+    """A few seconds at most on 2 cores, every mechanism still exercised."""
+    from dream_cl.distill.config import resolve_config
+
+    values = {
+        "device": "cpu",
+        "iterations": 2,
+        "width": 8,
+        "n_clusters": 6,
+        "batch_real": 6,
+        "n_data": 12,
+        "batch_syn_max": 8,
+        "interval": 2,
+    }
+    if framework == "idc":
+        values["inner_loop"] = 3
+        values["factor"] = 2  # exercise multi-formation (the digits preset uses factor 1)
+    if framework in ("dc", "dsa"):
+        values.update(inner_loop=2, net_epochs_syn=1)
+    values.update(overrides)
+    return resolve_config(
+        "digits", ipc, framework=framework, preset="cpu", image_size=8, overrides=values
+    )

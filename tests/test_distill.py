@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from fakedata import tiny_digits
+from fakedata import tiny_digits, tiny_distill_config
 
 from dream_cl.artifact import load_image_set
 from dream_cl.data.base import DatasetSplit, to_float
@@ -40,27 +40,7 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def tiny(framework: str = "idc", ipc: int = 2, **overrides) -> DistillConfig:
-    """A few seconds at most on 2 cores, every mechanism still exercised."""
-    values = {
-        "device": "cpu",
-        "iterations": 2,
-        "width": 8,
-        "n_clusters": 6,
-        "batch_real": 6,
-        "n_data": 12,
-        "batch_syn_max": 8,
-        "interval": 2,
-    }
-    if framework == "idc":
-        values["inner_loop"] = 3
-        values["factor"] = 2  # exercise multi-formation (the digits preset uses factor 1)
-    if framework in ("dc", "dsa"):
-        values.update(inner_loop=2, net_epochs_syn=1)
-    values.update(overrides)
-    return resolve_config(
-        "digits", ipc, framework=framework, preset="cpu", image_size=8, overrides=values
-    )
+tiny = tiny_distill_config
 
 
 def row_index(rows: torch.Tensor, table: torch.Tensor) -> list[int]:
