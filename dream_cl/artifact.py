@@ -96,6 +96,46 @@ def _check_consistent(
         )
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"{where}: factor must be a positive integer, got {factor!r}")
+    if factor > info.image_size:
+        raise ValueError(
+            f"{where}: factor {factor} is larger than the {info.image_size}-pixel images "
+            "(each stored image decodes into factor x factor tiles)"
+        )
+
+
+def _check_counts(
+    meta: dict[str, Any], meta_path: Path, labels: torch.Tensor, info: DatasetInfo, factor: int
+) -> None:
+    """The counts ``meta.json`` records must be integers and agree with the tensors."""
+    counts = torch.bincount(labels, minlength=info.num_classes).tolist()
+    expected = {
+        "num_stored": int(labels.shape[0]),
+        "num_decoded": int(labels.shape[0]) * factor * factor,
+        "ipc": max(counts) if labels.numel() else 0,
+    }
+    for key, want in expected.items():
+        if key not in meta:
+            continue
+        got = meta[key]
+        if isinstance(got, bool) or not isinstance(got, int):
+            raise UserError(
+                f"{meta_path} field '{key}' is {got!r}, not an integer; re-create the image set"
+            )
+        if got != want:
+            raise UserError(
+                f"{meta_path} says {key} {got} but the images give {want} (factor {factor}); "
+                "the fields contradict the images: re-create the image set"
+            )
+    if "class_counts" in meta and meta["class_counts"] != counts:
+        raise UserError(
+            f"{meta_path} field 'class_counts' does not match the labels; re-create the image set"
+        )
+    recorded = meta.get("meta", {}).get("config", {})
+    if isinstance(recorded, dict) and "factor" in recorded and recorded["factor"] != factor:
+        raise UserError(
+            f"{meta_path} says factor {factor} but its run's configuration says "
+            f"{recorded['factor']!r}; re-create the image set"
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -191,10 +231,16 @@ def load_image_set(path: str | Path) -> ImageSet:
     if not images_path.is_file():
         raise UserError(f"{images_path} is missing; re-create the image set")
     try:
-        expected_bytes = int(meta["images_bytes"])
-        expected_sha = str(meta["images_sha256"])
+        expected_bytes = meta["images_bytes"]
+        expected_sha = meta["images_sha256"]
+        if isinstance(expected_bytes, bool) or not isinstance(expected_bytes, int):
+            raise TypeError("'images_bytes'")
+        if not isinstance(expected_sha, str):
+            raise TypeError("'images_sha256'")
         info = DatasetInfo.from_dict(meta["info"])
         factor = meta.get("factor", 1)
+        if isinstance(factor, bool) or not isinstance(factor, int):
+            raise TypeError("'factor'")
         method = str(meta.get("method", "unknown"))
         extra = meta.get("meta", {})
     except (KeyError, TypeError, ValueError) as exc:
@@ -239,9 +285,5 @@ def load_image_set(path: str | Path) -> ImageSet:
         _check_consistent(images, labels, info, factor, where=str(images_path))
     except ValueError as exc:
         raise UserError(f"{exc}; re-create the image set") from None
-    if "num_stored" in meta and int(meta["num_stored"]) != labels.shape[0]:
-        raise UserError(
-            f"{images_path} holds {labels.shape[0]} images but {META_FILE} says "
-            f"{meta['num_stored']}; re-create the image set"
-        )
+    _check_counts(meta, meta_path, labels, info, factor)
     return ImageSet(images, labels, info, factor=factor, method=method, meta=dict(extra))

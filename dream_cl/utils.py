@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dream_cl.errors import UserError
+from dream_cl.errors import UserError, unwritable
 
 
 def percent(x: float) -> str:
@@ -45,11 +46,16 @@ def resolve_device(name: str = "auto") -> torch.device:
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Write via ``write(tmp_path)`` to a temporary file beside ``path``, then rename.
 
-    A reader never sees a half-written file: the rename is atomic on one filesystem.
+    A reader never sees a half-written file: the rename is atomic on one filesystem. A
+    write that fails (no permission, a full disk) removes its temporary file and is a
+    one-line ``UserError``; the file it would have replaced is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise unwritable(path.parent, err) from None
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -58,6 +64,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp_path)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes owner-only files
         os.replace(tmp_path, path)
+    except OSError as err:
+        raise unwritable(path, err) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -65,8 +73,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` with an atomic rename; store only tensors and plain containers."""
-    return atomic_write(path, lambda p: torch.save(obj, p))
+    """``torch.save`` with an atomic rename; store only tensors and plain containers.
+
+    Serialised in memory first, so the zip records are named ``archive/...`` rather than
+    after the random temporary file (equal objects give byte-identical files and hashes),
+    and a failing disk raises the ``OSError`` of a plain write.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:
+            f.write(buffer.getbuffer())
+
+    return atomic_write(path, write)
 
 
 def atomic_write_json(obj: Any, path: str | Path) -> Path:

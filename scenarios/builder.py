@@ -226,11 +226,24 @@ def scenario_from_splits(
 ) -> Scenario:
     """The scenario over already loaded splits (both in the dataset's own labels)."""
     num_classes = train.num_classes
+    if num_classes < 2:
+        raise UserError(
+            f"{train.info.name} has {num_classes} class; class-incremental learning needs at "
+            "least 2 (a folder needs one sub-folder of images per class)"
+        )
     if class_order is None:
         groups = seeded_class_order(num_classes, steps, seed)
         order_seed: int | None = seed
     else:
-        groups = split_order(_check_order(class_order, num_classes), steps, sort_within=False)
+        order = _check_order(class_order, num_classes)
+        if steps > len(order):
+            raise UserError(
+                f"--class-order names {len(order)} classes, fewer than the {steps} steps of "
+                f"{name or 'the scenario'}; give the dataset name with --steps {len(order)} "
+                f"or fewer (e.g. dream-cl run {train.info.name} --steps {len(order)} "
+                "--class-order ...), or name more classes"
+            )
+        groups = split_order(order, steps, sort_within=False)
         order_seed = None
     order = [c for g in groups for c in g]
     names = train.info.class_names

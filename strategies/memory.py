@@ -36,7 +36,7 @@ from dream_cl.artifact import ImageSet, load_image_set, save_image_set
 from dream_cl.data.base import DatasetInfo, DatasetSplit
 from dream_cl.distributed import DistEnv, agree
 from dream_cl.errors import UserError
-from dream_cl.progress import NullProgress, Progress
+from dream_cl.progress import Labelled, NullProgress, Progress
 from dream_cl.scenarios.builder import ClassMap
 from dream_cl.strategies.config import MemoryConfig, derive_seed
 
@@ -292,7 +292,7 @@ class DistilledBuffer(ExemplarsBuffer):
             self.config,
             seed=seed,
             out=folder / "distill" if folder is not None else None,
-            progress=self.progress,
+            progress=Labelled(self.progress, f"step {step}"),
         )
         table = torch.tensor(classes, dtype=torch.int64)
         meta = {

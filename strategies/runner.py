@@ -39,8 +39,10 @@ import torch
 
 from dream_cl.data import load_train_test
 from dream_cl.distributed import DistEnv, agree, broadcast_object
-from dream_cl.errors import UserError
-from dream_cl.progress import NullProgress, Progress
+from dream_cl.errors import UserError, unwritable
+from dream_cl.progress import NullProgress, Progress, notify
+from dream_cl.runfolder import CONFIG_FILE, claim
+from dream_cl.runfolder import record as run_folder_record
 from dream_cl.scenarios.builder import Scenario, resolve_scenario_source, scenario_from_splits
 from dream_cl.strategies.config import CLConfig, derive_seed, resolve_cl_config
 from dream_cl.strategies.memory import DistilledBuffer
@@ -62,7 +64,6 @@ __all__ = [
     "summarize",
 ]
 
-CONFIG_FILE = "config.json"
 # settings that may change between a run and its resumption without changing the result
 _RESUMABLE = {"device"}
 
@@ -77,6 +78,8 @@ class RunPlan:
     resume: bool = False
     data_root: str = "data"
     loggers: dict[str, bool] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """What :func:`prepare_run` decided about the folder (a resumed or restarted run)."""
 
 
 def _read_json(path: Path) -> Any:
@@ -88,19 +91,19 @@ def _read_json(path: Path) -> Any:
         ) from None
 
 
-def _check_out(cfg: CLConfig, out: Path, resume: bool) -> None:
-    config_path = out / CONFIG_FILE
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; choose a folder")
-    if not resume:
-        if config_path.exists():
-            raise UserError(
-                f"{out} already holds a run; pass --resume to continue it or choose another --out"
-            )
-        return
-    if not config_path.is_file():
-        raise UserError(f"--resume: no run in {out}; run without --resume first")
-    saved = _read_json(config_path).get("config", {})
+def run_record(cfg: CLConfig, data_root: str | Path) -> dict[str, Any]:
+    """The run folder's ``config.json``, less the provenance of the machine."""
+    return run_folder_record("run", cfg.to_dict(), data_root=str(data_root))
+
+
+def _check_out(cfg: CLConfig, out: Path, resume: bool, data_root: str | Path) -> list[str]:
+    """Refuse a folder this run may not write; return notes on what will happen to it."""
+    state = claim(out, "run", run_record(cfg, data_root), resume)
+    if state.kind in ("missing", "empty"):
+        return [f"--resume: no run in {out} yet; starting from the beginning"] if resume else []
+    if state.kind == "same":
+        return [] if resume else [f"{out} holds an earlier run of these settings; continuing it"]
+    saved = (state.saved or {}).get("config", {})
     current = cfg.to_dict()
     keys = (set(saved) | set(current)) - _RESUMABLE
     diff = sorted(k for k in keys if saved.get(k) != current.get(k))
@@ -109,6 +112,7 @@ def _check_out(cfg: CLConfig, out: Path, resume: bool) -> None:
             f"--resume: settings differ from the run in {out} ({', '.join(diff)}); "
             "use the original settings or another --out"
         )
+    return []
 
 
 def _check_sizes(cfg: CLConfig, scenario: Scenario) -> None:
@@ -144,7 +148,7 @@ def prepare_run(
     resolve_device(cfg.device)
     name, dataset, steps, options = resolve_scenario_source(cfg.scenario, cfg.steps)
     out = Path(out)
-    agree(lambda: _check_out(cfg, out, resume))  # under torchrun: decided once, by rank 0
+    notes = agree(lambda: _check_out(cfg, out, resume, data_root))  # decided once, by rank 0
     options = {**options, **(dataset_options or {})}
     train, test = load_train_test(dataset, data_root, download=download, **options)
     mem = cfg.memory_config(0)
@@ -163,7 +167,13 @@ def prepare_run(
     ]
     for scenario in scenarios:
         _check_sizes(cfg, scenario)
-    return RunPlan(cfg, out, scenarios, resume, str(data_root))
+    sizes = [len(g) for g in scenarios[0].steps]
+    if len(set(sizes)) > 1:
+        notes.append(
+            f"note: {sum(sizes)} classes in {len(sizes)} steps do not divide evenly; steps of "
+            f"{', '.join(map(str, sizes))} classes (earlier steps take one more)"
+        )
+    return RunPlan(cfg, out, scenarios, resume, str(data_root), notes=notes)
 
 
 def _model_factory(cfg: CLConfig, scenario: Scenario, seed: int):
@@ -241,9 +251,16 @@ def run_order(
         for k in range(done):
             policy.add_classes(scenario.step_labels(k), k)
             rows.append(agree(lambda k=k: _read_json(order_dir / f"step{k}" / "result.json")))
-        state = agree(lambda: _load_model(order_dir / f"step{done - 1}" / "model.pt"))
+        last = order_dir / f"step{done - 1}" / "model.pt"
+        state = agree(lambda: _load_model(last, done - 1))
         model = factory(int(state["num_classes"]), 0)
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError:
+            raise UserError(
+                f"{last} does not fit this run's model; delete {last.parent} to redo step "
+                f"{done - 1}, then rerun with --resume"
+            ) from None
     else:
         model = factory(len(scenario.steps[0]), 0)
     optimizer = torch.optim.SGD(
@@ -333,8 +350,24 @@ def run_order(
     return metrics
 
 
-def _load_model(path: Path) -> dict[str, Any]:
-    return torch.load(path, weights_only=True)
+def _load_model(path: Path, step: int) -> dict[str, Any]:
+    """A completed step's model, checked: weights only, never pickled code."""
+    redo = f"delete {path.parent} to redo step {step}, then rerun with --resume"
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # noqa: BLE001 - truncated, corrupt or not weights-only
+        raise UserError(f"{path} cannot be loaded ({type(err).__name__}); {redo}") from None
+    model = state.get("model") if isinstance(state, dict) else None
+    num = state.get("num_classes") if isinstance(state, dict) else None
+    if (
+        not isinstance(model, dict)
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items())
+        or isinstance(num, bool)
+        or not isinstance(num, int)
+        or num < 1
+    ):
+        raise UserError(f"{path} is not a dream-cl model checkpoint; {redo}")
+    return state
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -412,12 +445,16 @@ def execute_run(
     """Run every class order of ``plan``; writes the layout in the module docstring."""
     cfg, out = plan.cfg, plan.out
     main = DistEnv.current().is_main
+    for text in plan.notes:
+        notify(progress, text)
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise unwritable(out, err) from None
     if main and not (out / CONFIG_FILE).is_file():
         atomic_write_json(
-            {"config": cfg.to_dict(), "data_root": plan.data_root, "provenance": _provenance()},
-            out / CONFIG_FILE,
+            {**run_record(cfg, plan.data_root), "provenance": _provenance()}, out / CONFIG_FILE
         )
     per_order = []
     for seed, scenario in zip(cfg.order_seeds(), plan.scenarios, strict=True):
@@ -515,6 +552,13 @@ def compare(
     out = Path(out)
     overrides = {k: v for k, v in (overrides or {}).items() if k != "memory"}
     cfgs = [resolve_cl_config(scenario, preset, memory=m, **overrides) for m in memories]
+    top = run_folder_record(
+        "compare",
+        {"scenario": scenario, "memories": list(memories), "runs": [c.to_dict() for c in cfgs]},
+        data_root=str(data_root),
+    )
+    state = agree(lambda: claim(out, "compare", top, resume))
+    resume = resume or state.kind == "same"  # an identical earlier comparison continues
     plans = [
         prepare_run(
             c,
@@ -526,6 +570,8 @@ def compare(
         )
         for c in cfgs
     ]
+    if DistEnv.current().is_main:
+        atomic_write_json(top, out / CONFIG_FILE)
     results = {}
     for plan in plans:
         results[plan.cfg.memory] = execute_run(plan, progress=progress)

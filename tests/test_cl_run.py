@@ -117,7 +117,7 @@ def test_resume_equals_uninterrupted(finished, tmp_path: Path) -> None:
     cfg = tiny()
     # killed inside the distillation of step 1, after its first of two iterations ...
     with pytest.raises(KeyboardInterrupt):
-        run_cl(cfg, data_root="data", out=out, progress=Interrupt("distill", 3))
+        run_cl(cfg, data_root="data", out=out, progress=Interrupt("step 1 distill", 1))
     ckpt = torch.load(out / "order0" / "step1" / "distill" / "checkpoint.pt", weights_only=True)
     assert ckpt["iteration"] == 1
     assert (out / "order0" / "step1" / "distill" / "checkpoint.pt").is_file()
@@ -142,8 +142,10 @@ def test_resume_equals_uninterrupted(finished, tmp_path: Path) -> None:
 
 def test_existing_output_needs_resume_and_the_same_settings(finished) -> None:
     out, results = finished
-    with pytest.raises(UserError, match="--resume"):
-        prepare_run(tiny(), data_root="data", out=out)
+    # the same settings again continue the run (here: nothing left to do)
+    assert "continuing" in prepare_run(tiny(), data_root="data", out=out).notes[0]
+    with pytest.raises(UserError, match="other settings; pass --resume"):
+        prepare_run(tiny(epochs=3), data_root="data", out=out)
     with pytest.raises(UserError, match="settings differ .*epochs"):
         prepare_run(tiny(epochs=3), data_root="data", out=out, resume=True)
     again = run_cl(tiny(), data_root="data", out=out, resume=True)  # everything is done
@@ -272,7 +274,11 @@ def test_cli_run_resume_and_compare(tmp_path: Path) -> None:
     config = _load(out / "config.json")["config"]
     assert config["preset"] == "cpu" and config["distill_overrides"]["iterations"] == 1
     assert _load(out / "order0" / "metrics.json")["steps"] == 5
-    _one_line_error(_cli(*args), "--resume")
+    _one_line_error(_cli(*args[:-2], "--epochs", "2", "--out", out), "--resume")
+    same = _cli(*args)  # exactly the same command continues the finished run
+    lines = same.output.splitlines()
+    assert same.exit_code == 0 and "continuing it" in lines[0], same.output
+    assert lines[1:8] == result.output.splitlines()[:7]
     again = _cli(*args, "--resume")
     assert again.exit_code == 0 and again.output.splitlines()[:7] == result.output.splitlines()[:7]
 

@@ -36,11 +36,11 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def malformed(path: Path, reason: object) -> UserError:
+def malformed(path: Path, reason: object, downloadable: bool = True) -> UserError:
     """The error for a file that exists but cannot be read as the expected format."""
+    how = " (for a downloadable dataset: delete it and pass --download)" if downloadable else ""
     return UserError(
-        f"malformed data file {path}: {one_line(reason)}; replace it with a good copy "
-        "(for a downloadable dataset: delete it and pass --download)"
+        f"malformed data file {path}: {one_line(reason)}; replace it with a good copy{how}"
     )
 
 
@@ -139,7 +139,11 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def decode_images(
-    paths: Sequence[Path], size: int, grayscale: bool = False, center_crop: bool = True
+    paths: Sequence[Path],
+    size: int,
+    grayscale: bool = False,
+    center_crop: bool = True,
+    downloadable: bool = True,
 ) -> torch.Tensor:
     """Decode ``paths`` with PIL into one preallocated uint8 (N, C, size, size) tensor.
 
@@ -162,7 +166,7 @@ def decode_images(
                     im = _resize(im, size, center_crop)
                 arr = np.asarray(im, dtype=np.uint8)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise malformed(path, exc) from None
+            raise malformed(path, exc, downloadable) from None
         out[i] = arr[None] if grayscale else arr.transpose(2, 0, 1)
 
     workers = max(1, min(8, os.cpu_count() or 1))

@@ -109,7 +109,9 @@ def _size(opts: Options) -> int:
 def _pair(root: Path, opts: Options) -> tuple[DatasetSplit, DatasetSplit]:
     train, info, test_paths, test_labels = _train_and_plan(root, opts)
     size, gray = _size(opts), bool(opts["grayscale"])
-    test = DatasetSplit(decode_images(test_paths, size, gray), test_labels, info)
+    test = DatasetSplit(
+        decode_images(test_paths, size, gray, downloadable=False), test_labels, info
+    )
     return train, test
 
 
@@ -118,7 +120,7 @@ def _train_and_plan(
 ) -> tuple[DatasetSplit, DatasetInfo, list[Path], torch.Tensor]:
     size, gray = _size(opts), bool(opts["grayscale"])
     classes, train_paths, test_paths, train_labels, test_labels = _plan(folder_of(root, opts), opts)
-    images = decode_images(train_paths, size, gray)
+    images = decode_images(train_paths, size, gray, downloadable=False)
     mean, std = channel_mean_std(images)
     info = DatasetInfo("imagefolder", 1 if gray else 3, size, classes, mean, std)
     return DatasetSplit(images, train_labels, info), info, test_paths, test_labels
@@ -144,4 +146,5 @@ IMAGEFOLDER = DatasetSpec(
     reader=_read,
     pair_reader=_pair,
     options=_OPTIONS,
+    folders=True,
 )

@@ -69,6 +69,8 @@ class DatasetSpec:
     downloader: Callable[[Path, bool], None] | None = None
     pair_reader: Callable[[Path, Options], tuple[DatasetSplit, DatasetSplit]] | None = None
     options: Mapping[str, Any] = field(default_factory=_empty_options)
+    folders: bool = False
+    """The required paths are folders: a file of that name does not count as found."""
 
     # -- options ---------------------------------------------------------------------------
     def resolve_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,7 +105,7 @@ class DatasetSpec:
         splits = (True, False) if train is None else (train,)
         for split in splits:
             for group in self.required(root, opts, split):
-                if not any(p.exists() for p in group):
+                if not any(p.is_dir() if self.folders else p.exists() for p in group):
                     return group[0]
         return None
 

@@ -117,9 +117,24 @@ class DistillConfig:
             "per_cluster",
             "batch_syn_max",
             "checkpoint_every",
+            "eval_epochs",
+            "eval_repeats",
+            "width",
+            "depth",
+            "n_data",
+            "kmeans_max_iter",
         ):
-            if getattr(self, name) < 1:
-                bad(f"--{name.replace('_', '-')} must be at least 1")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                bad(f"--{name.replace('_', '-')} must be at least 1, got {value!r}")
+        if self.candidates is not None and self.candidates < 1:
+            bad(
+                f"--candidates must be at least 1 (or left out: every image), got {self.candidates}"
+            )
+        if self.eval_every < 0 or self.net_epochs_syn < 0:
+            bad("--eval-every and the network's epochs on the synthetic set cannot be negative")
+        if not 0.0 <= self.mix_p <= 1.0 or not 0.0 <= self.momentum_img < 1.0:
+            bad("mix_p must be in [0, 1] and the image momentum in [0, 1)")
         if self.net_update not in NET_UPDATES:
             bad(f"unknown --net-update '{self.net_update}'; use {' or '.join(NET_UPDATES)}")
         if self.compile and self.formulation == "batched":

@@ -3,9 +3,10 @@ checkpoint atomically, resume exactly, and write the artifact, grid and metrics.
 
 Output folder layout (``out``):
 
-- ``config.json``: the resolved configuration;
+- ``config.json``: the command (``distill``) and the resolved configuration;
 - ``checkpoint.pt``: the state at the last checkpointed iteration (tensors and plain
-  containers only, loaded with ``weights_only=True``);
+  containers only, loaded with ``weights_only=True``; equal runs write equal bytes);
+- ``timing.json``: the wall-clock accounting at that checkpoint;
 - ``images.pt`` + ``meta.json``: the final synthetic set in the image-set format;
 - ``grid.png``: the stored images, one row per class;
 - ``metrics.json``: loss curve, periodic accuracies, time breakdown.
@@ -13,6 +14,8 @@ Output folder layout (``out``):
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import platform
 import time
 from dataclasses import dataclass, field
@@ -38,9 +41,13 @@ from dream_cl.distributed import (
     maybe_fault,
 )
 from dream_cl.errors import UserError
-from dream_cl.progress import NullProgress, Progress
+from dream_cl.progress import NullProgress, Progress, notify
+from dream_cl.runfolder import CONFIG_FILE, claim, record
 from dream_cl.utils import atomic_torch_save, atomic_write_json, resolve_device
 
+CHECKPOINT_FILE = "checkpoint.pt"
+TIMING_FILE = "timing.json"
+"""Wall-clock seconds at the checkpoint (kept apart: equal runs write equal checkpoints)."""
 CHECKPOINT_FORMAT = "dream-cl-distill-checkpoint"
 CHECKPOINT_VERSION = 2
 """2: per-class random streams and class-keyed state (version 1 used one stream)."""
@@ -55,6 +62,56 @@ _RESUMABLE_CHANGES = {
     "checkpoint_every",
     "device",
 }
+
+
+LONG_RUN_SECONDS = 30 * 60
+"""A CPU run projected to take longer than this is told so, with the cpu preset as a hint."""
+
+
+@dataclass
+class PaceNote:
+    """Estimate a run's duration from its first steps (inner steps where the framework has
+    them, else outer iterations) and, on a CPU, say so once if it is long."""
+
+    cfg: DistillConfig
+    outer_left: int
+    progress: Progress
+    started: float | None = None
+    inner: int = 0
+    decided: bool = False
+
+    def begin(self) -> None:
+        if self.started is None:
+            self.started = time.perf_counter()
+
+    def inner_step(self) -> None:
+        self.inner += 1
+        self._check(self.inner / max(1, self.cfg.inner_loop))
+
+    def outer_step(self, outer_done: int) -> None:
+        self._check(float(outer_done))
+
+    def _check(self, outer_done: float) -> None:
+        if self.decided or self.started is None or outer_done <= 0:
+            return
+        elapsed = time.perf_counter() - self.started
+        if elapsed < 2.0 and outer_done < 1:
+            return  # too little evidence yet
+        self.decided = True
+        total = elapsed / outer_done * self.outer_left
+        if total < LONG_RUN_SECONDS:
+            return
+        hint = "; `--preset cpu` runs in minutes" if self.cfg.preset == "paper" else ""
+        steps = f"{self.inner} matching steps" if outer_done < 1 else "iteration(s)"
+        notify(
+            self.progress,
+            f"note: {self.outer_left} iterations of {self.cfg.framework} on {self.cfg.dataset} "
+            f"will take about {_hours(total)} on this CPU (from the first {steps}){hint}",
+        )
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
 @dataclass
@@ -193,12 +250,27 @@ class RunState:
             "momentum": self._momentum(),
             "generator": self.streams.shared.get_state(),
             "class_generators": class_states,
-            "sampler": {"cached": merged_cache, "stats": sampler.get("stats", {})},
+            "sampler": {"cached": merged_cache},
             "losses": list(self.losses),
             "evals": list(self.evals),
-            "timer": dict(self.timer.seconds),
             "config": self.cfg.to_dict(),
         }
+
+    def timing_dict(self) -> dict[str, Any]:
+        """Wall-clock accounting, kept out of :meth:`state_dict` so that equal runs write
+        byte-identical checkpoints; saved beside them and restored on resume."""
+        stats = getattr(self.sampler, "stats", None)
+        return {
+            "timer": dict(self.timer.seconds),
+            "sampler_stats": None if stats is None else dataclasses.asdict(stats),
+        }
+
+    def load_timing_dict(self, timing: dict[str, Any]) -> None:
+        for k, v in timing.get("timer", {}).items():
+            self.timer.seconds[k] = float(v)
+        stats = timing.get("sampler_stats")
+        if stats and hasattr(self.sampler, "stats"):
+            self.sampler.stats = type(self.sampler.stats)(**stats)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         ipc, device = self.syn.ipc, self.syn.images.device
@@ -213,8 +285,7 @@ class RunState:
         self.sampler.load_state_dict(state.get("sampler", {}))
         self.losses = list(state["losses"])
         self.evals = list(state["evals"])
-        for k, v in state["timer"].items():
-            self.timer.seconds[k] = v
+        self.load_timing_dict(state)  # checkpoints written before timing.json held it
         self.iteration = int(state["iteration"])
 
 
@@ -254,23 +325,50 @@ def shard_train(train: DatasetSplit, env: DistEnv | None = None) -> ShardedTrain
     return ShardedTrain.from_split(train, ClassShard.for_env(train.num_classes, env))
 
 
-def _prepare_out(out_dir: Path | None, resume: bool) -> dict[str, Any] | None:
-    """Check the output folder (rank 0 decides) and read the checkpoint to resume."""
-    ckpt_path = out_dir / "checkpoint.pt" if out_dir is not None else None
+def _prepare_out(
+    out_dir: Path | None, cfg: DistillConfig, resume: bool, progress: Progress
+) -> dict[str, Any] | None:
+    """Check the output folder (rank 0 decides) and read the checkpoint to continue from.
 
-    def check() -> None:
-        if ckpt_path is not None and ckpt_path.exists() and not resume:
-            raise UserError(
-                f"{out_dir} already holds a run; pass --resume to continue it or choose "
-                "another --out"
+    An empty folder starts a run. A run of these exact settings continues from its
+    checkpoint, with or without ``resume``; with ``resume``, a run of other settings
+    continues if only resumable settings differ. A run killed before its first checkpoint
+    (or a ``resume`` into an empty folder) starts from the beginning, with a note. Anything
+    else in the folder (another command's run, unknown files) is refused with one line.
+    """
+    if out_dir is None:
+        return None
+    ckpt_path = out_dir / CHECKPOINT_FILE
+
+    def check() -> bool:
+        state = claim(out_dir, "distill", run_record(cfg), resume)
+        if state.kind in ("same", "own") and ckpt_path.exists():
+            if not resume:
+                notify(progress, f"{out_dir} holds an earlier run of these settings; continuing it")
+            return True
+        if resume:
+            notify(
+                progress, f"--resume: no checkpoint in {out_dir} yet; starting from the beginning"
             )
-        if resume and (ckpt_path is None or not ckpt_path.exists()):
-            raise UserError(f"--resume: no checkpoint in {out_dir}; run without --resume first")
+        return False
 
-    agree(check)
-    if not resume or ckpt_path is None:
+    if not agree(check):
         return None
     return agree(lambda: _load_checkpoint(ckpt_path))
+
+
+def run_record(cfg: DistillConfig) -> dict[str, Any]:
+    """The run folder's ``config.json``."""
+    return record("distill", cfg.to_dict())
+
+
+def _read_timing(path: Path) -> dict[str, Any]:
+    """The checkpoint's wall-clock accounting; unreadable or absent: none (it is only time)."""
+    try:
+        timing = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return timing if isinstance(timing, dict) else {}
 
 
 def distill(
@@ -299,9 +397,9 @@ def distill(
     out_dir = Path(out) if out is not None else None
     if cfg.eval_every > 0 and test is None and env.is_main:
         raise ValueError("eval_every > 0 needs a test split")
-    saved = _prepare_out(out_dir, resume)
+    saved = _prepare_out(out_dir, cfg, resume, progress)
     if saved is not None:
-        _check_same_run(saved["config"], cfg, out_dir / "checkpoint.pt")  # type: ignore[operator]
+        _check_same_run(saved["config"], cfg, out_dir / CHECKPOINT_FILE)  # type: ignore[operator]
 
     start_wall = time.perf_counter()
     shard = ClassShard.for_env(train.num_classes, env)
@@ -338,6 +436,8 @@ def distill(
     state = RunState(cfg, shard, syn, opt_img, streams, sampler, timer)
     if saved is not None:
         state.load_state_dict(saved)
+        if env.is_main:
+            state.load_timing_dict(_read_timing(out_dir / TIMING_FILE))  # type: ignore[operator]
         if state.iteration > cfg.iterations:
             raise UserError(
                 f"--resume: the run in {out_dir} is already at iteration {state.iteration}; "
@@ -357,7 +457,7 @@ def distill(
         real_offsets=train.offsets,
     )
     if out_dir is not None and env.is_main:
-        atomic_write_json(cfg.to_dict(), out_dir / "config.json")
+        atomic_write_json(run_record(cfg), out_dir / CONFIG_FILE)
 
     def evaluate_now(iteration: int) -> None:
         from dream_cl.evaluate import EvalConfig, evaluate_image_set
@@ -392,9 +492,13 @@ def distill(
         with timer.section("checkpoint"):
             snapshot = state.state_dict()  # collective
             if env.is_main:
-                atomic_torch_save(snapshot, out_dir / "checkpoint.pt")
+                atomic_torch_save(snapshot, out_dir / CHECKPOINT_FILE)
+                atomic_write_json(state.timing_dict(), out_dir / TIMING_FILE)
 
     start = state.iteration
+    pace = PaceNote(cfg, cfg.iterations - start, progress)
+    if device.type == "cpu" and env.is_main:
+        ctx.on_inner = pace.inner_step
     if start == 0 and cfg.eval_every > 0 and not any(e["iteration"] == 0 for e in state.evals):
         evaluate_now(0)
     step = FRAMEWORK_STEPS[cfg.framework]
@@ -402,9 +506,13 @@ def distill(
     if start:
         progress.advance("distill", start)
     for it in range(start, cfg.iterations):
+        pace.begin()
         loss = step(ctx, it)
         state.losses.append(loss)
         done = state.iteration = it + 1
+        if ctx.on_inner is not None:
+            pace.outer_step(done - start)
+            ctx.on_inner = None if pace.decided else ctx.on_inner
         if cfg.eval_every > 0 and done % cfg.eval_every == 0:
             evaluate_now(done)
         stopping = stop_after is not None and done - start >= stop_after

@@ -82,6 +82,8 @@ class Context:
     shard: ClassShard | None = None
     real_offsets: torch.Tensor | None = None
     compiled: CompiledMatching | None = field(default=None)
+    on_inner: Callable[[], None] | None = field(default=None, repr=False)
+    """Called after each inner step (IDC, DC, DSA): how the engine times a long run early."""
 
     def __post_init__(self) -> None:
         if self.shard is None:
@@ -594,6 +596,8 @@ def idc_outer(ctx: Context, iteration: int) -> float:
         total += match(ctx, net, names, step, cfg.match_aug)
         with ctx.timer.section("network_update"):
             train_net_on_real(ctx, net, opt_net)
+        if ctx.on_inner is not None:
+            ctx.on_inner()
     return total / (cfg.inner_loop * ctx.num_classes)
 
 
@@ -610,6 +614,8 @@ def dc_outer(ctx: Context, iteration: int) -> float:
     total = 0.0
     for step in range(cfg.inner_loop):
         total += match(ctx, net, names, step, strategy)
+        if ctx.on_inner is not None:
+            ctx.on_inner()
         if step == cfg.inner_loop - 1:
             break
         with ctx.timer.section("network_update"):

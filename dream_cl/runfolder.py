@@ -1,0 +1,244 @@
+"""Output folders: one writer at a time, and never another run's files overwritten.
+
+Every command that writes a folder (``run``, ``distill``, ``coreset``, ``compare``,
+``evaluate --out``) holds an exclusive advisory lock on ``FOLDER/.dream-cl.lock`` for its
+whole run (:class:`FolderLock`). The kernel drops an ``fcntl`` lock when its process dies,
+however it dies, so a killed run never leaves a stale lock behind; the file itself stays
+(removing a lock file races with a process opening it) and records the holder's PID.
+
+Each run folder records which command wrote it in ``config.json`` (``"command"``, beside
+the resolved configuration). :func:`inspect_folder` says what a folder holds, so that a
+command can refuse a folder that is not its own run (:func:`claim`), continue an earlier
+run of exactly the same command, and leave a ``--resume`` to the command's own checks.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from dream_cl.errors import UserError, unwritable
+
+LOCK_FILE = ".dream-cl.lock"
+CONFIG_FILE = "config.json"
+TEMP_SUFFIX = ".tmp"
+"""Atomic writes go through ``.NAME.XXXXXXXX.tmp`` beside their target (see utils)."""
+
+Kind = Literal["empty", "same", "own", "foreign", "missing"]
+
+
+class FolderLock:
+    """An exclusive, non-blocking ``fcntl`` lock on ``folder/.dream-cl.lock``.
+
+    Taking it creates the folder if needed; giving it back after a failure removes a folder
+    this lock created that holds nothing but the lock file, so a refused command leaves
+    nothing behind. A second process asking for a held lock gets one line naming the PID.
+    """
+
+    def __init__(self, folder: str | Path, name: str = LOCK_FILE) -> None:
+        self.folder = Path(folder)
+        self.name = name
+        self._fd: int | None = None
+        self._created: list[Path] = []
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> FolderLock:
+        import fcntl
+
+        folder = self.folder
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--out {folder} is a file; choose a folder")
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / self.name, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise unwritable(folder, err) from None
+        self._created = missing
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = _read_pid(fd)
+            os.close(fd)
+            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise unwritable(folder, err) from None
+            who = f"process {holder}" if holder else "another process"
+            raise UserError(
+                f"{folder} is in use by dream-cl {who}; wait for it to finish or choose "
+                "another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self, failed: bool = False) -> None:
+        if self._fd is None:
+            return
+        if failed and self._created:
+            # nothing but our lock file in folders we made: leave no trace
+            try:
+                if [p.name for p in self.folder.iterdir()] == [self.name]:
+                    (self.folder / self.name).unlink()
+                    for p in self._created:
+                        p.rmdir()
+            except OSError:
+                pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.release(failed=exc_type is not None)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode().strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Delete what killed atomic writes left under ``folder`` (``.NAME.XXXX.tmp`` files).
+
+    Only safe while holding the folder's lock: no other writer can be mid-write.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.rglob(f".*{TEMP_SUFFIX}"):
+        if p.is_file() and p.name.count(".") >= 3:
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
+def _ignored(name: str) -> bool:
+    return name.startswith(".") and (name.endswith(TEMP_SUFFIX) or name.endswith(".lock"))
+
+
+def command_of(saved: Any) -> str | None:
+    """The command recorded in a ``config.json`` (folders from before the record: by shape)."""
+    if not isinstance(saved, dict):
+        return None
+    if isinstance(saved.get("command"), str):
+        return saved["command"]
+    if "framework" in saved and "ipc" in saved:
+        return "distill"  # the engine's flat configuration
+    if isinstance(saved.get("config"), dict) and "provenance" in saved:
+        return "run"
+    return None
+
+
+@dataclass(frozen=True)
+class FolderState:
+    """What a folder holds, seen by ``command`` about to write ``config``.
+
+    ``kind``: ``missing`` (no folder), ``empty`` (nothing but a lock or temporaries),
+    ``same`` (an earlier run of this command with exactly this configuration), ``own``
+    (a run of this command with other settings) or ``foreign`` (anything else).
+    """
+
+    kind: Kind
+    saved: dict[str, Any] | None = None
+    what: str = ""
+
+
+def inspect_folder(folder: str | Path, command: str, config: dict[str, Any]) -> FolderState:
+    folder = Path(folder)
+    if not folder.exists():
+        return FolderState("missing")
+    if not folder.is_dir():
+        return FolderState("foreign", what="a file")
+    names = sorted(p.name for p in folder.iterdir() if not _ignored(p.name))
+    if not names:
+        return FolderState("empty")
+    if command == "compare" and CONFIG_FILE not in names and "comparison.json" in names:
+        return FolderState("own", None, "a dream-cl compare run")  # written before config.json
+    config_path = folder / CONFIG_FILE
+    saved: Any = None
+    if config_path.is_file():
+        try:
+            saved = json.loads(config_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            saved = None
+    found = command_of(saved)
+    if found != command:
+        what = f"a dream-cl {found} run" if found else _describe(folder, names)
+        return FolderState("foreign", saved if isinstance(saved, dict) else None, what)
+    same = _comparable(saved) == _comparable(config)
+    return FolderState("same" if same else "own", saved, f"a dream-cl {command} run")
+
+
+def _comparable(record: dict[str, Any]) -> Any:
+    """A configuration as JSON would give it back, without the provenance of the machine."""
+    return json.loads(json.dumps({k: v for k, v in record.items() if k != "provenance"}))
+
+
+def _describe(folder: Path, names: list[str]) -> str:
+    if "meta.json" in names and CONFIG_FILE not in names:
+        return "an image set (coreset or older artifact)"
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return f"other files ({shown})"
+
+
+def refuse_foreign(folder: Path, state: FolderState, command: str) -> UserError:
+    return UserError(
+        f"--out {folder} holds {state.what}, not an earlier `dream-cl {command}`; choose an "
+        "empty or new folder for --out"
+    )
+
+
+def claim(
+    folder: str | Path,
+    command: str,
+    config: dict[str, Any],
+    resume: bool,
+    resumable: bool = True,
+) -> FolderState:
+    """Decide whether ``command`` may write ``folder``; raise the one-line refusal if not.
+
+    Allowed: a missing or empty folder; an earlier run of exactly the same command and
+    configuration (it is continued); with ``resume``, a run of this command (its own checks
+    then compare the settings). Refused: anything else, in particular another command's
+    run or unknown files, and a run of other settings without ``resume``.
+    """
+    folder = Path(folder)
+    state = inspect_folder(folder, command, config)
+    if state.kind == "foreign":
+        raise refuse_foreign(folder, state, command)
+    if state.kind == "own" and not resume:
+        what = "pass --resume to continue it or choose" if resumable else "choose"
+        raise UserError(
+            f"{folder} already holds a `dream-cl {command}` run with other settings; {what} "
+            "another --out"
+        )
+    return state
+
+
+def refuse_if_foreign(folder: str | Path, command: str) -> None:
+    """The early, cheap part of :func:`claim` (before data is loaded): another command's
+    run or unknown files are refused at once."""
+    state = inspect_folder(folder, command, {})
+    if state.kind == "foreign":
+        raise refuse_foreign(Path(folder), state, command)
+
+
+def record(command: str, config: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The ``config.json`` of a run folder: the command, its configuration and extras."""
+    return {"command": command, "config": config, **extra}
