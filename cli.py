@@ -101,7 +101,7 @@ def _interrupt_line(err: BaseException, command_name: str) -> str:
     where = f" during {err.where}" if isinstance(err, Interrupted) and err.where else ""
     if command_name in _RESUMABLE_COMMANDS:
         return (
-            f"interrupted by {name}{where}; checkpoints are kept. Resume with: "
+            f"interrupted by {name}{where}; what was checkpointed is kept. Resume with: "
             f"{_resume_hint(sys.argv[1:])}"
         )
     return (
@@ -224,16 +224,20 @@ def _progress(quiet: bool, env: DistEnvT | None = None, long_run=None):  # noqa:
 
 
 @contextlib.contextmanager
-def _claimed(folder: Path, lock_name: str | None = None, clean: bool = True):
+def _claimed(
+    folder: Path, command: str | None = None, lock_name: str | None = None, clean: bool = True
+):
     """Hold ``folder`` for the whole command: an exclusive lock (rank 0's, under torchrun),
-    then the temporaries of killed writes removed. A failed command leaves no folder it
-    created empty behind."""
+    then the temporaries of killed writes removed. Another command's folder is refused
+    before the lock file is made; a failed command leaves no folder it created behind."""
     from dream_cl.distributed import agree
-    from dream_cl.runfolder import LOCK_FILE, FolderLock, remove_temporaries
+    from dream_cl.runfolder import LOCK_FILE, FolderLock, refuse_if_foreign, remove_temporaries
 
     lock = FolderLock(folder, lock_name or LOCK_FILE)
 
     def take() -> None:
+        if command is not None:
+            refuse_if_foreign(folder, command)
         lock.acquire()
         if clean:
             remove_temporaries(folder)
@@ -305,7 +309,7 @@ def coreset(
         "data_root": str(data_root),
     }
     run = record("coreset", settings)
-    with _claimed(out):
+    with _claimed(out, "coreset"):
         agree(lambda: claim(out, "coreset", run, resume=False, resumable=False))
         seed_everything(seed)
         train = load_dataset(dataset, data_root, train=True, download=download)
@@ -475,9 +479,7 @@ def distill(
     from dream_cl.data import load_train_test
     from dream_cl.distill.config import resolve_config
     from dream_cl.distill.engine import distill as run_distill
-    from dream_cl.distributed import agree
     from dream_cl.models import model_names
-    from dream_cl.runfolder import refuse_if_foreign
 
     if eval_model not in model_names():
         raise UserError(f"unknown model '{eval_model}'; use one of {', '.join(model_names())}")
@@ -485,8 +487,7 @@ def distill(
         raise UserError("--ipc must be at least 1")
     env, device = _distributed(nproc, device)
     _set_threads(threads, dataset)
-    with _claimed(out):
-        agree(lambda: refuse_if_foreign(out, "distill"))  # before the data is read
+    with _claimed(out, "distill"):
         train, test = load_train_test(dataset, data_root, download=download)
         if env.world_size > 1:
             from dream_cl.distill.engine import shard_train
@@ -749,7 +750,7 @@ def run(
     name = scenario if "/" not in scenario else Path(scenario).name
     target = out or Path("runs") / f"{name}-{cfg.memory}-{cfg.regime}"
     t0 = time.perf_counter()
-    with _claimed(target):
+    with _claimed(target, "run"):
         plan = prepare_run(cfg, data_root=data_root, out=target, resume=resume, download=download)
         hint = _long_run_hint(cfg.preset, cfg.device)
         with _progress(quiet or interactive, env, long_run=hint) as progress:
@@ -819,7 +820,7 @@ def compare(
     target = out or Path("runs") / f"compare-{name}"
     t0 = time.perf_counter()
     with (
-        _claimed(target),
+        _claimed(target, "compare"),
         _progress(quiet, env, long_run=_long_run_hint(preset, device)) as progress,
     ):
         record = run_compare(

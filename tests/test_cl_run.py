@@ -144,7 +144,7 @@ def test_existing_output_needs_resume_and_the_same_settings(finished) -> None:
     out, results = finished
     # the same settings again continue the run (here: nothing left to do)
     assert "continuing" in prepare_run(tiny(), data_root="data", out=out).notes[0]
-    with pytest.raises(UserError, match="other settings; pass --resume"):
+    with pytest.raises(UserError, match="of other settings; pass --resume"):
         prepare_run(tiny(epochs=3), data_root="data", out=out)
     with pytest.raises(UserError, match="settings differ .*epochs"):
         prepare_run(tiny(epochs=3), data_root="data", out=out, resume=True)

@@ -397,7 +397,7 @@ def test_resume_refuses_changed_settings_and_fresh_run_refuses_used_dir(train, t
     changed = tiny("dm", iterations=3, lr_img=0.5)
     with pytest.raises(UserError, match="lr_img"):
         engine.distill(changed, train, out=tmp_path, resume=True)
-    with pytest.raises(UserError, match="other settings; pass --resume"):
+    with pytest.raises(UserError, match="of other settings; pass --resume"):
         engine.distill(changed, train, out=tmp_path)  # another run's folder: no overwrite
     # --resume into an empty folder starts from the beginning (a scheduler always passes it)
     fresh = engine.distill(tiny("dm", iterations=1), train, out=tmp_path / "empty", resume=True)

@@ -144,10 +144,11 @@ def test_a_killed_rank_ends_the_job_with_one_line_and_resume_finishes_it(tmp_pat
     b = torch.load(tmp_path / "whole" / "images.pt", weights_only=True)
     assert torch.equal(a["images"], b["images"])
     # a user error is decided once and said once, not once per rank
-    again = _cli([*args, "--nproc", "2"], env)
+    again = _cli([*args, "--seed", "1", "--nproc", "2"], env)
     assert again.returncode == 1
     assert again.stderr.strip().splitlines() == [
-        f"error: {out} already holds a run; pass --resume to continue it or choose another --out"
+        f"error: {out} already holds a `dream-cl distill` of other settings; pass "
+        "--resume to continue it or choose another --out"
     ]
 
 

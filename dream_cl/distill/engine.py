@@ -95,14 +95,16 @@ class PaceNote:
         if self.decided or self.started is None or outer_done <= 0:
             return
         elapsed = time.perf_counter() - self.started
-        if elapsed < 2.0 and outer_done < 1:
-            return  # too little evidence yet
+        if outer_done < 1 and (elapsed < 10.0 or self.inner < 2):
+            return  # too little evidence yet (the first step also clusters)
         self.decided = True
         total = elapsed / outer_done * self.outer_left
         if total < LONG_RUN_SECONDS:
             return
         hint = "; `--preset cpu` runs in minutes" if self.cfg.preset == "paper" else ""
-        steps = f"{self.inner} matching steps" if outer_done < 1 else "iteration(s)"
+        steps = (
+            f"{self.inner} matching steps" if outer_done < 1 else f"{outer_done:.0f} iteration(s)"
+        )
         notify(
             self.progress,
             f"note: {self.outer_left} iterations of {self.cfg.framework} on {self.cfg.dataset} "

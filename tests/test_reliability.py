@@ -1,0 +1,436 @@
+"""Reliability under abuse: concurrent writers, occupied folders, kills, full disks, corrupt
+files, interrupts and degenerate values. Real subprocesses and real signals, bounded in
+time; tiny settings on the embedded digits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import resource
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dream_cl.cli import app
+
+TIMEOUT = 120
+DISTILL = ("distill", "digits", "--preset", "cpu", "--ipc", "1", "--device", "cpu")
+RUN = (
+    "run", "digits", "--steps", "2", "--ipc", "1", "--epochs", "1", "--model", "convnet",
+    "--distill-iterations", "2", "--device", "cpu", "--quiet",
+)  # fmt: skip
+
+
+def cli(*args: object, env: dict | None = None, limit_bytes: int | None = None, **kw):
+    """``dream-cl ARGS`` in a fresh process (optionally with a file-size limit: a full disk)."""
+
+    def limit() -> None:
+        if limit_bytes is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failing write, not a kill
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run(
+        [sys.executable, "-m", "dream_cl.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, **(env or {})},
+        preexec_fn=limit,
+        **kw,
+    )
+
+
+def start(*args: object, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dream_cl.cli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def one_line(proc, *needles: str, code: int = 1) -> str:
+    """The process failed with ``code`` and said exactly one line, no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def listing(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def wait_for(predicate, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, Path]:
+    """Uninterrupted runs every test compares with (in this process: no start-up cost)."""
+    root = tmp_path_factory.mktemp("reference")
+    out = {"distill": root / "distill", "distill2": root / "distill2", "run": root / "run"}
+    for key in ("distill", "distill2"):
+        args = (*DISTILL, "--iterations", "3", "--checkpoint-every", "1", "--quiet")
+        result = invoke(*args, "--out", out[key])
+        assert result.exit_code == 0, result.output
+    assert invoke(*RUN, "--out", out["run"]).exit_code == 0
+    return out
+
+
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    """``dream-cl ARGS`` in this process (what a lock or a folder check sees is the same)."""
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def refused(result, *needles: str) -> str:
+    """An in-process command that failed with exactly one ``error:`` line."""
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+# -- 1. one writer per folder ------------------------------------------------------------------
+HOLDER = """
+import sys, time
+from dream_cl.runfolder import FolderLock
+FolderLock(sys.argv[1]).acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_writer_is_refused_at_once_naming_the_holder_and_a_killed_holder_never_blocks(
+    tmp_path: Path, reference
+) -> None:
+    out = tmp_path / "busy"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for args in (
+            (*DISTILL, "--iterations", "1", "--out", out),
+            (*RUN, "--out", out),
+            ("coreset", "digits", "--ipc", "1", "--out", out),
+            ("compare", "--memories", "random", "--ipc", "1", "--epochs", "1", "--out", out),
+        ):
+            t0 = time.monotonic()
+            refused(invoke(*args), f"in use by dream-cl process {holder.pid}")
+            assert time.monotonic() - t0 < 5  # at once, not after the other run
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel dropped the dead holder's lock: a rerun is not blocked
+    result = invoke("coreset", "digits", "--method", "random", "--ipc", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+
+
+def test_two_real_runs_on_one_folder_one_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "race"
+    first = start(*RUN, "--epochs", "3", "--out", out)
+    try:
+        wait_for(
+            lambda: (out / ".dream-cl.lock").is_file() and (out / ".dream-cl.lock").read_text()
+        )
+        refused(invoke(*RUN, "--epochs", "5", "--out", out), f"process {first.pid}")
+    finally:
+        first.wait(timeout=TIMEOUT)
+    assert first.returncode == 0, first.stderr
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert (
+        saved["epochs"] == json.loads((out / "results.json").read_text())["config"]["epochs"] == 3
+    )
+
+
+def test_evaluate_out_is_locked_per_file(tmp_path: Path, reference) -> None:
+    target = tmp_path / "eval.json"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HOLDER.replace("FolderLock(sys.argv[1])", "FolderLock(sys.argv[1], '.eval.json.lock')"),
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ("evaluate", reference["distill"], "--epochs", "1", "--device", "cpu", "--quiet")
+        refused(invoke(*args, "--out", target), f"process {holder.pid}")
+        other = invoke(*args, "--out", tmp_path / "other.json")  # another file: not blocked
+        assert other.exit_code == 0, other.output
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# -- 2. occupied folders -----------------------------------------------------------------------
+def test_an_occupied_folder_is_refused_unless_it_is_the_same_command(tmp_path: Path, reference):
+    distilled, coreset, other = tmp_path / "distilled", tmp_path / "coreset", tmp_path / "other"
+    assert invoke(*DISTILL, "--iterations", "1", "--quiet", "--out", distilled).exit_code == 0
+    coreset_args = ("coreset", "digits", "--method", "random", "--ipc", "1", "--device", "cpu")
+    assert invoke(*coreset_args, "--out", coreset).exit_code == 0
+    other.mkdir()
+    (other / "results.json").write_text("{}")
+    before = {p: listing(p) for p in (distilled, coreset, other)}
+    refused(invoke(*coreset_args, "--out", distilled), "dream-cl distill run", "coreset")
+    refused(invoke(*DISTILL, "--iterations", "1", "--out", coreset), "coreset run")
+    refused(invoke(*RUN, "--out", other), "other files (results.json)")
+    refused(invoke(*RUN, "--out", other, "--resume"), "other files")
+    refused(invoke(*coreset_args[:-2], "--ipc", "2", "--out", coreset), "other settings")
+    assert {p: listing(p) for p in before} == before  # nothing was touched
+    # exactly the same command again: allowed, and (byte-identical) the same set
+    again = invoke(*coreset_args, "--out", coreset)
+    assert again.exit_code == 0, again.output
+    assert listing(coreset)["images.pt"] == before[coreset]["images.pt"]
+
+
+# -- 3. reproducible hashes ---------------------------------------------------------------------
+def test_identical_runs_write_byte_identical_artifacts(tmp_path: Path, reference) -> None:
+    a, b = reference["distill"], reference["distill2"]
+    for name in ("images.pt", "checkpoint.pt"):
+        assert sha(a / name) == sha(b / name), name
+    meta_a, meta_b = (json.loads((d / "meta.json").read_text()) for d in (a, b))
+    assert meta_a["images_sha256"] == meta_b["images_sha256"] == sha(a / "images.pt")
+    run2 = tmp_path / "run2"
+    assert invoke(*RUN, "--out", run2).exit_code == 0
+    for step in ("step0", "step1"):
+        for name in ("model.pt", "images.pt"):
+            rel = Path("order0") / step / name
+            assert sha(reference["run"] / rel) == sha(run2 / rel), rel
+    # what a kill during a write leaves is removed by the next start in the folder
+    stale = run2 / "order0" / "step1" / ".model.pt.k1ll3d00.tmp"
+    stale.write_bytes(b"x" * 4096)
+    assert invoke(*RUN, "--out", run2).exit_code == 0  # the same command: continued
+    assert not stale.exists()
+
+
+# -- 4. resume from anywhere ---------------------------------------------------------------------
+def _kill_before_first_checkpoint(args: tuple, out: Path, checkpoint: Path) -> None:
+    proc = start(*args, "--out", out)
+    wait_for(lambda: (out / ".dream-cl.lock").is_file() and (out / ".dream-cl.lock").read_text())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=TIMEOUT)
+    assert not checkpoint.exists()
+
+
+def test_killed_before_the_first_checkpoint_resume_starts_over(tmp_path: Path, reference) -> None:
+    out = tmp_path / "distill"
+    args = (*DISTILL, "--iterations", "3", "--checkpoint-every", "1", "--quiet")
+    _kill_before_first_checkpoint(args, out, out / "checkpoint.pt")
+    (out / ".checkpoint.pt.k1ll3d00.tmp").write_bytes(b"x" * 4096)  # what a kill leaves
+    resumed = invoke(*args, "--out", out, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "no checkpoint" in resumed.output and "starting from the beginning" in resumed.output
+    assert not list(out.glob(".*.tmp"))
+    assert sha(out / "images.pt") == sha(reference["distill"] / "images.pt")
+    assert sha(out / "checkpoint.pt") == sha(reference["distill"] / "checkpoint.pt")
+
+    run_out = tmp_path / "run"
+    _kill_before_first_checkpoint(RUN, run_out, run_out / "order0" / "step0" / "model.pt")
+    resumed = invoke(*RUN, "--out", run_out, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    rel = Path("order0") / "step1" / "model.pt"
+    assert sha(run_out / rel) == sha(reference["run"] / rel)
+
+
+# -- 5. one line, never a traceback ---------------------------------------------------------------
+def _unwritable(tmp_path: Path) -> Path:
+    """A folder this process cannot create: a read-only one, or (as root, who may write
+    anywhere on a normal file system) one inside sysfs."""
+    if os.geteuid() != 0:
+        ro = tmp_path / "readonly"
+        ro.mkdir()
+        ro.chmod(0o500)
+        return ro / "out"
+    return Path("/sys/dream-cl-test-out")
+
+
+def test_an_unwritable_out_is_one_line(tmp_path: Path, reference) -> None:
+    bad = _unwritable(tmp_path)
+    refused(invoke("coreset", "digits", "--ipc", "1", "--out", bad), "cannot write")
+    refused(invoke(*RUN, "--out", bad), "cannot write")
+    refused(
+        invoke("evaluate", reference["distill"], "--epochs", "1", "--out", bad / "e.json"),
+        "cannot write",
+    )
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    refused(invoke(*RUN, "--out", file / "sub"), "cannot write")
+
+
+def test_a_full_disk_is_one_line_keeps_nothing_half_written_and_resume_finishes(
+    tmp_path: Path, reference
+) -> None:
+    out = tmp_path / "full"
+    args = (*DISTILL, "--iterations", "3", "--checkpoint-every", "1", "--quiet", "--out", out)
+    line = one_line(cli(*args, limit_bytes=20_000), "checkpoint.pt", "--resume")
+    assert "free some space" in line
+    assert not (out / "checkpoint.pt").exists() and not list(out.glob(".*.tmp"))
+    resumed = invoke(*args, "--resume")  # space is back
+    assert resumed.exit_code == 0, resumed.output
+    assert sha(out / "images.pt") == sha(reference["distill"] / "images.pt")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "malicious", "wrong-shape"])
+def test_a_bad_model_checkpoint_met_by_run_resume_is_one_line(
+    tmp_path: Path, reference, damage: str
+) -> None:
+    out = tmp_path / "run"
+    assert invoke(*RUN, "--out", out).exit_code == 0
+    (out / "order0" / "step1" / "result.json").unlink()  # step 1 to redo from step 0's model
+    model = out / "order0" / "step0" / "model.pt"
+    if damage == "truncated":
+        model.write_bytes(model.read_bytes()[:500])
+    elif damage == "garbage":
+        model.write_bytes(os.urandom(2000))
+    elif damage == "malicious":
+
+        class Evil:
+            def __reduce__(self):
+                return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+        model.write_bytes(pickle.dumps({"model": Evil(), "num_classes": 5}))
+    else:
+        torch.save({"model": {"features.0.weight": torch.zeros(1)}, "num_classes": 5}, model)
+    refused(invoke(*RUN, "--out", out, "--resume"), str(model), "redo step 0")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_contradictory_or_mistyped_meta_json_is_one_line(tmp_path: Path, reference) -> None:
+    for field, value, needle in (
+        ("num_stored", "abc", "'num_stored'"),
+        ("factor", "2", "factor"),
+        ("factor", 3, "contradict"),
+        ("factor", 99, "larger than"),
+        ("images_bytes", [1], "images_bytes"),
+    ):
+        folder = tmp_path / f"{field}-{value}"
+        folder.mkdir()
+        for name in ("images.pt", "meta.json"):
+            (folder / name).write_bytes((reference["distill"] / name).read_bytes())
+        meta = json.loads((folder / "meta.json").read_text())
+        meta[field] = value
+        (folder / "meta.json").write_text(json.dumps(meta))
+        refused(invoke("evaluate", folder, "--epochs", "1"), needle)
+        refused(invoke("show", folder), needle)
+    refused(invoke("show", reference["distill"], "--max-classes", "0"), "--max-classes")
+
+
+# -- 6. interrupts -------------------------------------------------------------------------------
+def test_ctrl_c_says_where_and_how_to_resume(tmp_path: Path, reference) -> None:
+    """SIGINT here; SIGTERM in the long-run test below."""
+    out = tmp_path / "interrupted"
+    # an iteration long enough to land inside
+    args = (*DISTILL, "--iterations", "2", "--checkpoint-every", "1", "--inner-loop", "20")
+    proc = start(*args, "--quiet", "--out", out)
+    wait_for(lambda: (out / "checkpoint.pt").is_file())
+    os.kill(proc.pid, signal.SIGINT)
+    proc.stdout, proc.stderr = proc.communicate(timeout=TIMEOUT)
+    line = one_line(proc, "interrupted by SIGINT during distill 1/2", code=130)
+    command = shlex.split(line.split("Resume with: ", 1)[1])
+    assert command[0] == "dream-cl" and command[-1] == "--resume"
+    torch.load(out / "checkpoint.pt", weights_only=True)  # consistent
+    resumed = invoke(*command[1:])
+    assert resumed.exit_code == 0, resumed.output
+    assert invoke(*args, "--quiet", "--out", tmp_path / "whole").exit_code == 0
+    assert sha(out / "images.pt") == sha(tmp_path / "whole" / "images.pt")
+
+
+# -- 7. validation the docs imply ------------------------------------------------------------------
+def _image_folder(root: Path, classes: int) -> Path:
+    from PIL import Image
+
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (8, 8), (40 * c, 10 * i, 99)).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+def test_degenerate_values_and_misleading_cases_are_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for args, needle in (
+        ((*DISTILL, "--candidates", "0"), "--candidates"),
+        ((*DISTILL, "--eval-epochs", "0", "--eval-every", "1"), "--eval-epochs"),
+        ((*DISTILL, "--eval-repeats", "0"), "--eval-repeats"),
+        ((*DISTILL, "--width", "0"), "--width"),
+        (("run", "--class-order", "0,1,2"), "--steps 3"),
+        (("run", _image_folder(tmp_path / "one", 1), "--steps", "1"), "at least 2"),
+    ):
+        refused(invoke(*args, "--out", out), needle)
+        assert not out.exists()
+    refused(invoke("evaluate", tmp_path, "--lr", "0"), "--lr")
+    bad = _image_folder(tmp_path / "bad", 2)
+    (bad / "class1" / "broken.png").write_text("not an image")
+    result = invoke("run", bad, "--steps", "2", "--preset", "cpu", "--out", out)
+    refused(result, "broken.png")
+    assert "--download" not in result.output
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    listed = invoke("datasets", "--data-root", file).output
+    assert "found" not in next(line for line in listed.splitlines() if "imagefolder" in line)
+
+
+def test_an_uneven_split_is_printed(tmp_path: Path) -> None:
+    result = invoke(
+        "run", "digits", "--steps", "3", "--memory", "random", "--ipc", "1", "--epochs", "1",
+        "--model", "convnet", "--device", "cpu", "--quiet", "--out", tmp_path / "uneven",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "10 classes in 3 steps do not divide evenly; steps of 4, 3, 3 classes" in result.output
+
+
+# -- 8. long work is visible --------------------------------------------------------------
+def test_plain_progress_lines_when_output_is_not_a_terminal(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DREAM_CL_PROGRESS_SECONDS", "0")
+    result = invoke(*DISTILL, "--iterations", "2", "--out", tmp_path / "p")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("distill: ")]
+    assert lines[0].startswith("distill: 1/2 (50%)  loss ") and "eta" in lines[0], result.output
+    assert lines[-1].startswith("distill: done 2/2")
+
+
+def test_a_long_cpu_run_is_estimated_early_with_a_hint_and_sigterm_ends_it(tmp_path: Path):
+    out = tmp_path / "paper"
+    proc = start("distill", "digits", "--ipc", "1", "--device", "cpu", "--quiet", "--out", out)
+    try:
+        note = proc.stderr.readline()  # the paper preset: 1,200 x 100 inner iterations
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=TIMEOUT)
+    assert note.startswith("note: 1200 iterations of idc on digits will take about"), note
+    assert "h on this CPU" in note and "--preset cpu" in note
+    assert proc.returncode == 143
+    lines = [line for line in rest.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in rest, rest
+    assert lines[0].startswith("error: interrupted by SIGTERM during distill 0/1200")
+    assert lines[0].endswith(f"--out {out} --resume")
