@@ -434,3 +434,24 @@ def test_a_long_cpu_run_is_estimated_early_with_a_hint_and_sigterm_ends_it(tmp_p
     assert len(lines) == 1 and "Traceback" not in rest, rest
     assert lines[0].startswith("error: interrupted by SIGTERM during distill 0/1200")
     assert lines[0].endswith(f"--out {out} --resume")
+
+
+def test_a_long_training_task_is_estimated_from_its_first_epochs() -> None:
+    import io
+
+    from dream_cl.progress import LongRunHint, PlainProgress
+
+    stream = io.StringIO()
+    hint = LongRunHint(after_seconds=0.0, hint="; `--preset cpu` runs in minutes")
+    progress = PlainProgress(interval=1e9, stream=stream, lines=True, long_run=hint)
+    progress.start("train step 0", 1000)
+    time.sleep(0.01)
+    progress.advance("train step 0", 1, loss=2.3)
+    progress.advance("train step 0", 1, loss=2.2)
+    notes = stream.getvalue().splitlines()
+    assert len(notes) == 1 and notes[0].startswith("note: train step 0 will take about ")
+    assert notes[0].endswith("(from its first 1 of 1000 steps); `--preset cpu` runs in minutes")
+    assert progress.where() == "train step 0 2/1000"
+    progress.start("step 0 distill", 10)  # the engine estimates distillation itself
+    progress.advance("step 0 distill", 1)
+    assert len(stream.getvalue().splitlines()) == 1
