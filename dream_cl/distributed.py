@@ -328,7 +328,11 @@ def run_local_workers(nproc: int, args: Sequence[str], env: dict[str, str] | Non
 
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # torch's elastic modules give their loggers levels of their own: quiet each one (the
+    # launcher's caller reports failures and interrupts in one line)
+    for name in [*logging.Logger.manager.loggerDict, "torch.distributed.elastic"]:
+        if name.startswith("torch.distributed.elastic"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # each rank sets its own share
     if sys.platform.startswith("linux"):
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")

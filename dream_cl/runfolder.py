@@ -225,8 +225,7 @@ def claim(
     if state.kind == "own" and not resume:
         what = "pass --resume to continue it or choose" if resumable else "choose"
         raise UserError(
-            f"{folder} already holds a `dream-cl {command}` of other settings; {what} "
-            "another --out"
+            f"{folder} already holds a `dream-cl {command}` of other settings; {what} another --out"
         )
     return state
 
