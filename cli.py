@@ -259,7 +259,9 @@ def datasets(data_root: DataRoot = Path(DEFAULT_DATA_ROOT)) -> None:
     typer.echo(f"data root: {data_root}")
     for name, spec in DATASETS.items():
         found = "found" if spec.available(data_root) else "missing"
-        typer.echo(f"  {name:<14} {found:<8} {spec.expected_path(data_root)}")
+        kind = spec.found_as(data_root) if found == "found" else ""
+        kind = f"  ({kind})" if kind else ""
+        typer.echo(f"  {name:<14} {found:<8} {spec.expected_path(data_root)}{kind}")
 
 
 @command()

@@ -145,37 +145,95 @@ def decode_images(
     center_crop: bool = True,
     downloadable: bool = True,
 ) -> torch.Tensor:
-    """Decode ``paths`` with PIL into one preallocated uint8 (N, C, size, size) tensor.
+    """Decode ``paths`` with PIL into one uint8 (N, C, size, size) tensor, cached.
 
     Images of another size are resized so the shorter side is ``size`` and then centre-cropped
-    (aspect kept), or squashed when ``center_crop`` is False. Threads help because PIL
-    releases the GIL while decoding.
+    (aspect kept), or squashed when ``center_crop`` is False. The result is cached under the
+    listing's names, sizes and mtimes (:mod:`dream_cl.data.imagecache`), so the next load of
+    the same files takes seconds.
     """
+    from dream_cl.data.imagecache import cached, listing_key, stat_entries
+
+    settings = {"size": size, "grayscale": grayscale, "center_crop": center_crop}
+    key = listing_key(stat_entries(paths), settings)
+    sources = [(p, p) for p in paths]
+    return cached(
+        key, len(paths), lambda: _decode(sources, size, grayscale, center_crop, downloadable)
+    )
+
+
+def decode_tar_members(
+    archive: Path,
+    members: Sequence[str],
+    size: int,
+    grayscale: bool = False,
+    center_crop: bool = True,
+) -> torch.Tensor:
+    """Decode image files stored in a tar archive, in ``members`` order, cached (keyed by the
+    archive's name, size and mtime and the member names)."""
+    import io
+    import tarfile
+
+    from dream_cl.data.imagecache import cached, listing_key, stat_entries
+
+    settings = {"size": size, "grayscale": grayscale, "center_crop": center_crop}
+    key = listing_key([*stat_entries([archive]), *((m, 0, 0) for m in members)], settings)
+
+    def build() -> torch.Tensor:
+        wanted = {m: i for i, m in enumerate(members)}
+        blobs: list[bytes | None] = [None] * len(members)
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                for info in tar:
+                    i = wanted.get(info.name)
+                    if i is not None and info.isfile():
+                        handle = tar.extractfile(info)
+                        blobs[i] = handle.read() if handle is not None else None
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise malformed(archive, exc, downloadable=False) from None
+        missing = [m for m, b in zip(members, blobs, strict=True) if b is None]
+        if missing:
+            raise malformed(archive, f"member {missing[0]} cannot be read", downloadable=False)
+        sources = [(f"{archive}:{m}", io.BytesIO(b)) for m, b in zip(members, blobs, strict=True)]
+        return _decode(sources, size, grayscale, center_crop, downloadable=False)
+
+    return cached(key, len(members), build)
+
+
+def _decode(
+    sources: Sequence[tuple[object, object]],
+    size: int,
+    grayscale: bool,
+    center_crop: bool,
+    downloadable: bool,
+) -> torch.Tensor:
+    """Decode (name, path or file object) pairs into one preallocated uint8 tensor. Threads
+    help because PIL releases the GIL while decoding."""
     from PIL import Image, UnidentifiedImageError
 
     channels = 1 if grayscale else 3
     mode = "L" if grayscale else "RGB"
-    out = np.empty((len(paths), channels, size, size), dtype=np.uint8)
+    out = np.empty((len(sources), channels, size, size), dtype=np.uint8)
 
     def work(i: int) -> None:
-        path = paths[i]
+        name, source = sources[i]
         try:
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 im = im.convert(mode)
                 if im.size != (size, size):
                     im = _resize(im, size, center_crop)
                 arr = np.asarray(im, dtype=np.uint8)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise malformed(path, exc, downloadable) from None
+            raise malformed(Path(str(name)), exc, downloadable) from None
         out[i] = arr[None] if grayscale else arr.transpose(2, 0, 1)
 
     workers = max(1, min(8, os.cpu_count() or 1))
-    if len(paths) < 64 or workers == 1:
-        for i in range(len(paths)):
+    if len(sources) < 64 or workers == 1:
+        for i in range(len(sources)):
             work(i)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(work, range(len(paths))):
+            for _ in pool.map(work, range(len(sources))):
                 pass
     return torch.from_numpy(out)
 

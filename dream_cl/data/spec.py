@@ -71,6 +71,8 @@ class DatasetSpec:
     options: Mapping[str, Any] = field(default_factory=_empty_options)
     folders: bool = False
     """The required paths are folders: a file of that name does not count as found."""
+    describe: Callable[[Path, Options], str] | None = None
+    """Which copy was found, in words (for ``dream-cl datasets``), when there are several."""
 
     # -- options ---------------------------------------------------------------------------
     def resolve_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,6 +92,12 @@ class DatasetSpec:
     def expected_path(self, root: str | Path, **options: Any) -> Path:
         """Where the dataset's files are expected for this data root."""
         return self.locate(_as_root(root), self.resolve_options(options))
+
+    def found_as(self, root: str | Path, **options: Any) -> str:
+        """Which of several accepted copies is there ('' when only one kind exists)."""
+        if self.describe is None:
+            return ""
+        return self.describe(_as_root(root), self.resolve_options(options))
 
     def missing(self, root: str | Path, train: bool | None = None, **options: Any) -> Path | None:
         """First absent required path (of one split, or of both when ``train`` is None)."""
