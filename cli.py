@@ -531,7 +531,15 @@ def distill(
         )
         hint = _long_run_hint(cfg.preset, cfg.device)
         with _progress(quiet, env, long_run=hint) as progress:
-            result = run_distill(cfg, train, test, out=out, resume=resume, progress=progress)
+            result = run_distill(
+                cfg,
+                train,
+                test,
+                out=out,
+                resume=resume,
+                progress=progress,
+                data={"data_root": str(data_root)},
+            )
     m = result.metrics
     secs = m["time_seconds"]
     typer.echo(

@@ -21,8 +21,11 @@ def unwritable(path: object, err: OSError) -> UserError:
     return UserError(f"cannot write to {path} ({reason}); choose a writable folder with --out")
 
 
-class Interrupted(Exception):  # noqa: N818 - it is what happened, not a failure
-    """SIGINT or SIGTERM arrived; ``where`` is the last progress seen (may be empty)."""
+class Interrupted(BaseException):  # noqa: N818 - it is what happened, not a failure
+    """SIGINT or SIGTERM arrived; ``where`` is the last progress seen (may be empty).
+
+    A ``BaseException``, as ``KeyboardInterrupt``: handlers of ``Exception`` (a corrupt
+    file, an optional cache) must not swallow a request to stop."""
 
     def __init__(self, signal_name: str = "SIGINT", where: str = "") -> None:
         super().__init__(signal_name)

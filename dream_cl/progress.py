@@ -283,7 +283,10 @@ def cli_progress(
         with RichProgress(long_run=long_run) as p, _interruptible(p):
             yield p
         return
-    interval = float(os.environ.get(PROGRESS_SECONDS_ENV, "30"))
+    try:
+        interval = float(os.environ.get(PROGRESS_SECONDS_ENV, "30"))
+    except ValueError:
+        interval = 30.0
     plain = PlainProgress(interval=interval, stream=stream, lines=enabled, long_run=long_run)
     with _interruptible(plain):
         yield plain

@@ -74,6 +74,13 @@ class FolderLock:
                 f"{folder} is in use by dream-cl {who}; wait for it to finish or choose "
                 "another --out"
             ) from None
+        try:  # a lock on a file another process just removed guards nothing
+            same = os.fstat(fd).st_ino == os.stat(folder / self.name).st_ino
+        except OSError:
+            same = False
+        if not same:
+            os.close(fd)
+            raise UserError(f"{folder} changed while locking it; run the command again")
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd

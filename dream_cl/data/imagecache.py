@@ -63,13 +63,29 @@ def cached(key: str, count: int, build: Callable[[], torch.Tensor]) -> torch.Ten
     if images is not None:
         return images
     images = build()
-    try:
-        from dream_cl.utils import atomic_torch_save
-
-        atomic_torch_save({"key": key, "images": images}, path)
-    except Exception:  # noqa: BLE001 - a cache that cannot be written only costs time
-        pass
+    _store(path, {"key": key, "images": images})
     return images
+
+
+def _store(path: Path, record: dict) -> None:
+    """Write atomically, streaming to the file (no second copy of a gigabyte in memory);
+    a cache that cannot be written only costs time. Temporaries a killed write left over
+    an hour ago are removed first."""
+    import time
+
+    from dream_cl.utils import atomic_write
+
+    with contextlib.suppress(OSError):
+        for old in path.parent.glob(".decoded-*.tmp"):
+            if time.time() - old.stat().st_mtime > 3600:
+                old.unlink()
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:
+            torch.save(record, f)
+
+    with contextlib.suppress(Exception):
+        atomic_write(path, write)
 
 
 def _read(path: Path, key: str, count: int) -> torch.Tensor | None:

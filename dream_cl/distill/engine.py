@@ -42,7 +42,7 @@ from dream_cl.distributed import (
 )
 from dream_cl.errors import UserError
 from dream_cl.progress import NullProgress, Progress, notify
-from dream_cl.runfolder import CONFIG_FILE, claim, record
+from dream_cl.runfolder import CONFIG_FILE, claim, inspect_folder, record, refuse_foreign
 from dream_cl.utils import atomic_torch_save, atomic_write_json, resolve_device
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -328,40 +328,51 @@ def shard_train(train: DatasetSplit, env: DistEnv | None = None) -> ShardedTrain
 
 
 def _prepare_out(
-    out_dir: Path | None, cfg: DistillConfig, resume: bool, progress: Progress
+    out_dir: Path | None,
+    cfg: DistillConfig,
+    resume: bool,
+    progress: Progress,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Check the output folder (rank 0 decides) and read the checkpoint to continue from.
 
-    An empty folder starts a run. A run of these exact settings continues from its
-    checkpoint, with or without ``resume``; with ``resume``, a run of other settings
-    continues if only resumable settings differ. A run killed before its first checkpoint
-    (or a ``resume`` into an empty folder) starts from the beginning, with a note. Anything
-    else in the folder (another command's run, unknown files) is refused with one line.
+    A folder without a checkpoint (empty, or a run killed before its first one) starts a
+    run, with a note under ``resume``. A checkpoint of these exact settings continues with
+    or without ``resume``; with ``resume``, one of other settings continues if only
+    resumable settings differ. Another command's folder, unknown files, or a finished
+    set of other settings without ``resume`` are refused with one line.
     """
     if out_dir is None:
         return None
     ckpt_path = out_dir / CHECKPOINT_FILE
 
     def check() -> bool:
-        state = claim(out_dir, "distill", run_record(cfg), resume)
-        if state.kind in ("same", "own") and ckpt_path.exists():
-            if not resume:
-                notify(progress, f"{out_dir} holds an earlier run of these settings; continuing it")
-            return True
-        if resume:
-            notify(
-                progress, f"--resume: no checkpoint in {out_dir} yet; starting from the beginning"
+        state = inspect_folder(out_dir, "distill", run_record(cfg, data))
+        if state.kind == "foreign":
+            raise refuse_foreign(out_dir, state, "distill")
+        nothing_to_lose = not ckpt_path.exists() and not (out_dir / "images.pt").exists()
+        if state.kind in ("missing", "empty") or nothing_to_lose:
+            if resume:
+                notify(progress, f"--resume: no checkpoint in {out_dir} yet; starting over")
+            return False
+        claim(out_dir, "distill", run_record(cfg, data), resume)  # "own" needs --resume
+        if not ckpt_path.exists():
+            raise UserError(
+                f"{out_dir} holds a finished set but no checkpoint.pt to continue from; "
+                "choose another --out"
             )
-        return False
+        if state.kind == "same" and not resume:
+            notify(progress, f"{out_dir} holds an earlier run of these settings; continuing it")
+        return True
 
     if not agree(check):
         return None
     return agree(lambda: _load_checkpoint(ckpt_path))
 
 
-def run_record(cfg: DistillConfig) -> dict[str, Any]:
-    """The run folder's ``config.json``."""
-    return record("distill", cfg.to_dict())
+def run_record(cfg: DistillConfig, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run folder's ``config.json``: the configuration and where the data came from."""
+    return record("distill", cfg.to_dict(), **({"data": data} if data else {}))
 
 
 def _read_timing(path: Path) -> dict[str, Any]:
@@ -383,8 +394,12 @@ def distill(
     progress: Progress | None = None,
     stop_after: int | None = None,
     env: DistEnv | None = None,
+    data: dict[str, Any] | None = None,
 ) -> DistillResult:
     """Run DREAM (or a baseline) on ``train``; evaluate on ``test`` every ``eval_every``.
+
+    ``data`` (e.g. the data root) is recorded in ``config.json`` and is part of what makes
+    a later call "the same run".
 
     Under torchrun (``env``: the process group's view by default) each rank distils its
     block of classes and gets the whole synthetic set back; rank 0 alone evaluates (only
@@ -399,7 +414,7 @@ def distill(
     out_dir = Path(out) if out is not None else None
     if cfg.eval_every > 0 and test is None and env.is_main:
         raise ValueError("eval_every > 0 needs a test split")
-    saved = _prepare_out(out_dir, cfg, resume, progress)
+    saved = _prepare_out(out_dir, cfg, resume, progress, data)
     if saved is not None:
         _check_same_run(saved["config"], cfg, out_dir / CHECKPOINT_FILE)  # type: ignore[operator]
 
@@ -459,7 +474,7 @@ def distill(
         real_offsets=train.offsets,
     )
     if out_dir is not None and env.is_main:
-        atomic_write_json(run_record(cfg), out_dir / CONFIG_FILE)
+        atomic_write_json(run_record(cfg, data), out_dir / CONFIG_FILE)
 
     def evaluate_now(iteration: int) -> None:
         from dream_cl.evaluate import EvalConfig, evaluate_image_set
