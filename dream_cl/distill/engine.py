@@ -353,7 +353,10 @@ def _prepare_out(
         nothing_to_lose = not ckpt_path.exists() and not (out_dir / "images.pt").exists()
         if state.kind in ("missing", "empty") or nothing_to_lose:
             if resume:
-                notify(progress, f"--resume: no checkpoint in {out_dir} yet; starting over")
+                notify(
+                    progress,
+                    f"--resume: no checkpoint in {out_dir} yet; starting from the beginning",
+                )
             return False
         claim(out_dir, "distill", run_record(cfg, data), resume)  # "own" needs --resume
         if not ckpt_path.exists():
