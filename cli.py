@@ -109,6 +109,11 @@ def _interrupt_line(err: BaseException, command_name: str) -> str:
     )
 
 
+def _command_name(argv: list[str]) -> str:
+    """The sub-command of a dream-cl command line (its first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), "")
+
+
 def _join(argv: list[str]) -> str:
     import shlex
 
@@ -908,11 +913,10 @@ def launch(nproc: int, argv: list[str]) -> int:
     try:
         run_local_workers(nproc, ["-m", "dream_cl.cli", *argv], env={LAUNCHER_ENV: "1"})
     except (KeyboardInterrupt, Interrupted, SignalException) as err:
-        name = getattr(err, "signal_name", None) or getattr(err, "sigval", None)
-        name = name.name if hasattr(name, "name") else (name or "SIGINT")
-        command = next((a for a in argv if not a.startswith("-")), "")
-        typer.echo(f"error: {_interrupt_line(Interrupted(str(name)), command)}", err=True)
-        return 143 if name == "SIGTERM" else 130
+        if isinstance(err, SignalException):  # torch's agent got SIGTERM (or another signal)
+            err = Interrupted(err.sigval.name)
+        typer.echo(f"error: {_interrupt_line(err, _command_name(argv))}", err=True)
+        return _interrupt_status(err)
     except ChildFailedError as err:
         # the root cause: a rank that did not merely stop because a peer was lost
         causes = {r: f for r, f in err.failures.items() if f.exitcode != PEER_LOST_EXIT}
@@ -954,8 +958,7 @@ def main() -> None:
         typer.echo(f"error: {err}", err=True)
         sys.exit(1)
     except (KeyboardInterrupt, Interrupted) as err:
-        command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
-        typer.echo(f"error: {_interrupt_line(err, command)}", err=True)
+        typer.echo(f"error: {_interrupt_line(err, _command_name(sys.argv[1:]))}", err=True)
         sys.exit(_interrupt_status(err))
 
 

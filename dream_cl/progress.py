@@ -89,6 +89,40 @@ class LongRunHint:
 
 
 @dataclass
+class _Tracker:
+    """What both reporters keep: each task's pace, the last task advanced (where a run
+    stopped) and the long-run hint."""
+
+    long_run: LongRunHint | None = None
+    tasks: dict[str, _Pace] = field(default_factory=dict)
+    last: str = ""
+
+    def start(self, task: str, total: int) -> _Pace:
+        now = time.monotonic()
+        self.tasks[task] = pace = _Pace(total, now, ref_time=now, last_line=now)
+        self.last = task
+        return pace
+
+    def advance(self, task: str, n: int, emit) -> _Pace | None:  # noqa: ANN001
+        pace = self.tasks.get(task)
+        if pace is None:
+            return None
+        now = time.monotonic()
+        pace.advance(n, now)
+        self.last = task
+        if self.long_run is not None:
+            self.long_run.check(task, pace, now, emit)
+        return pace
+
+    def finish(self, task: str) -> _Pace | None:
+        return self.tasks.pop(task, None)
+
+    def where(self) -> str:
+        pace = self.tasks.get(self.last)
+        return f"{self.last} {pace.done}/{pace.total}" if pace is not None else ""
+
+
+@dataclass
 class PlainProgress:
     """Plain progress lines, at most one per task every ``interval`` seconds, and notes.
 
@@ -100,36 +134,30 @@ class PlainProgress:
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     lines: bool = True
     long_run: LongRunHint | None = None
-    _tasks: dict[str, _Pace] = field(default_factory=dict)
 
-    _last: str = ""
+    def __post_init__(self) -> None:
+        self._tracker = _Tracker(self.long_run)
 
     def note(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
     def where(self) -> str:
-        return _where(self._last, self._tasks.get(self._last))
+        return self._tracker.where()
 
     def start(self, task: str, total: int) -> None:
-        now = time.monotonic()
-        self._tasks[task] = _Pace(total, now, ref_time=now, last_line=now)
-        self._last = task
+        self._tracker.start(task, total)
 
     def advance(self, task: str, n: int = 1, **metrics: float) -> None:
-        pace = self._tasks.get(task)
-        if pace is None:
+        pace = self._tracker.advance(task, n, self.note)
+        if pace is None or not self.lines:
             return
         now = time.monotonic()
-        pace.advance(n, now)
-        self._last = task
-        if self.long_run is not None:
-            self.long_run.check(task, pace, now, self.note)
-        if self.lines and now - pace.last_line >= self.interval:
+        if now - pace.last_line >= self.interval:
             pace.last_line = now
             self.note(self._line(task, pace, now, metrics))
 
     def finish(self, task: str) -> None:
-        pace = self._tasks.pop(task, None)
+        pace = self._tracker.finish(task)
         if pace is not None and self.lines and pace.last_line > pace.started:
             now = time.monotonic()
             self.note(f"{task}: done {pace.done}/{pace.total} in {_duration(now - pace.started)}")
@@ -144,10 +172,6 @@ class PlainProgress:
         if left is not None:
             parts.append(f"eta {_duration(left)}")
         return "  ".join(parts)
-
-
-def _where(task: str, pace: _Pace | None) -> str:
-    return f"{task} {pace.done}/{pace.total}" if pace is not None else ""
 
 
 @dataclass
@@ -211,12 +235,10 @@ class RichProgress:
             console=Console(stderr=True),
         )
         self._tasks: dict[str, int] = {}
-        self._paces: dict[str, _Pace] = {}
-        self._last = ""
-        self.long_run = long_run
+        self._tracker = _Tracker(long_run)
 
     def where(self) -> str:
-        return _where(self._last, self._paces.get(self._last))
+        return self._tracker.where()
 
     def note(self, text: str) -> None:
         self._bar.console.print(text, markup=False, highlight=False)
@@ -233,19 +255,12 @@ class RichProgress:
             self._bar.reset(self._tasks[task], total=total, metrics="")
         else:
             self._tasks[task] = self._bar.add_task(task, total=total, metrics="")
-        now = time.monotonic()
-        self._paces[task] = _Pace(total, now, ref_time=now)
-        self._last = task
+        self._tracker.start(task, total)
 
     def advance(self, task: str, n: int = 1, **metrics: float) -> None:
         if task not in self._tasks:
             return
-        pace = self._paces.get(task)
-        if pace is not None:
-            pace.advance(n, time.monotonic())
-            self._last = task
-            if self.long_run is not None:
-                self.long_run.check(task, pace, time.monotonic(), self.note)
+        self._tracker.advance(task, n, self.note)
         text = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         if text:
             self._bar.update(self._tasks[task], advance=n, metrics=text)
@@ -255,17 +270,7 @@ class RichProgress:
     def finish(self, task: str) -> None:
         if task in self._tasks:
             self._bar.remove_task(self._tasks.pop(task))
-            self._paces.pop(task, None)
-
-
-@contextmanager
-def rich_progress(enabled: bool = True):
-    """Yield a RichProgress when ``enabled``, else a NullProgress."""
-    if not enabled:
-        yield NullProgress()
-        return
-    with RichProgress() as p:
-        yield p
+            self._tracker.finish(task)
 
 
 PROGRESS_SECONDS_ENV = "DREAM_CL_PROGRESS_SECONDS"

@@ -45,10 +45,6 @@ class FolderLock:
         self._fd: int | None = None
         self._created: list[Path] = []
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self) -> FolderLock:
         import fcntl
 

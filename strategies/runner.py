@@ -39,7 +39,7 @@ import torch
 
 from dream_cl.data import load_train_test
 from dream_cl.distributed import DistEnv, agree, broadcast_object
-from dream_cl.errors import UserError, unwritable
+from dream_cl.errors import UserError
 from dream_cl.progress import NullProgress, Progress, notify
 from dream_cl.runfolder import CONFIG_FILE, claim
 from dream_cl.runfolder import record as run_folder_record
@@ -447,12 +447,7 @@ def execute_run(
     main = DistEnv.current().is_main
     for text in plan.notes:
         notify(progress, text)
-    if main:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise unwritable(out, err) from None
-    if main and not (out / CONFIG_FILE).is_file():
+    if main and not (out / CONFIG_FILE).is_file():  # the write makes the folder
         atomic_write_json(
             {**run_record(cfg, plan.data_root), "provenance": _provenance()}, out / CONFIG_FILE
         )

@@ -277,11 +277,11 @@ def _read_cifar10_folder(base: Path, train: bool) -> DatasetSplit:
     return _split_from(images, labels)
 
 
-def _tar_listing(archive: Path) -> dict[str, list[str]]:
-    """Member names of each split (``train``/``test``), relative to the split folder."""
+def _tar_listing(archive: Path) -> dict[str, dict[str, str]]:
+    """Per split (``train``/``test``): image name relative to the split folder -> member."""
     import tarfile
 
-    splits: dict[str, list[str]] = {"train": [], "test": []}
+    splits: dict[str, dict[str, str]] = {"train": {}, "test": {}}
     try:
         with tarfile.open(archive, "r:*") as tar:
             for info in tar:
@@ -290,20 +290,22 @@ def _tar_listing(archive: Path) -> dict[str, list[str]]:
                 parts = info.name.split("/")
                 for i, part in enumerate(parts[:-2]):
                     if part in splits:
-                        splits[part].append("/".join(parts[i + 1 :]) + "\0" + info.name)
+                        splits[part]["/".join(parts[i + 1 :])] = info.name
                         break
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise malformed(archive, exc, downloadable=False) from None
     return splits
 
 
-def _read_cifar10_tar(archive: Path, splits: dict[str, list[str]], train: bool) -> DatasetSplit:
+def _read_cifar10_tar(
+    archive: Path, splits: dict[str, dict[str, str]], train: bool
+) -> DatasetSplit:
     key = "train" if train else "test"
-    entries = dict(e.split("\0", 1) for e in splits[key])
-    if not entries:
+    members = splits[key]
+    if not members:
         raise malformed(archive, f"no {key}/<class>/<image> members", downloadable=False)
-    files, labels = _folder_listing(list(entries), f"{archive}:{key}")
-    images = decode_tar_members(archive, [entries[f] for f in files], 32)
+    files, labels = _folder_listing(list(members), f"{archive}:{key}")
+    images = decode_tar_members(archive, [members[f] for f in files], 32)
     return _split_from(images, labels)
 
 

@@ -42,7 +42,7 @@ from dream_cl.distributed import (
 )
 from dream_cl.errors import UserError
 from dream_cl.progress import NullProgress, Progress, notify
-from dream_cl.runfolder import CONFIG_FILE, claim, inspect_folder, record, refuse_foreign
+from dream_cl.runfolder import CONFIG_FILE, claim, record
 from dream_cl.utils import atomic_torch_save, atomic_write_json, resolve_device
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -76,13 +76,10 @@ class PaceNote:
     cfg: DistillConfig
     outer_left: int
     progress: Progress
-    started: float | None = None
+    enabled: bool = True
+    started: float = field(default_factory=time.perf_counter)
     inner: int = 0
     decided: bool = False
-
-    def begin(self) -> None:
-        if self.started is None:
-            self.started = time.perf_counter()
 
     def inner_step(self) -> None:
         self.inner += 1
@@ -92,7 +89,7 @@ class PaceNote:
         self._check(float(outer_done))
 
     def _check(self, outer_done: float) -> None:
-        if self.decided or self.started is None or outer_done <= 0:
+        if self.decided or not self.enabled or outer_done <= 0:
             return
         elapsed = time.perf_counter() - self.started
         if outer_done < 1 and (elapsed < 10.0 or self.inner < 2):
@@ -347,10 +344,9 @@ def _prepare_out(
     ckpt_path = out_dir / CHECKPOINT_FILE
 
     def check() -> bool:
-        state = inspect_folder(out_dir, "distill", run_record(cfg, data))
-        if state.kind == "foreign":
-            raise refuse_foreign(out_dir, state, "distill")
         nothing_to_lose = not ckpt_path.exists() and not (out_dir / "images.pt").exists()
+        # other settings need --resume, unless there is nothing of theirs to lose
+        state = claim(out_dir, "distill", run_record(cfg, data), resume or nothing_to_lose)
         if state.kind in ("missing", "empty") or nothing_to_lose:
             if resume:
                 notify(
@@ -358,7 +354,6 @@ def _prepare_out(
                     f"--resume: no checkpoint in {out_dir} yet; starting from the beginning",
                 )
             return False
-        claim(out_dir, "distill", run_record(cfg, data), resume)  # "own" needs --resume
         if not ckpt_path.exists():
             raise UserError(
                 f"{out_dir} holds a finished set but no checkpoint.pt to continue from; "
@@ -516,23 +511,19 @@ def distill(
                 atomic_write_json(state.timing_dict(), out_dir / TIMING_FILE)
 
     start = state.iteration
-    pace = PaceNote(cfg, cfg.iterations - start, progress)
-    if device.type == "cpu" and env.is_main:
-        ctx.on_inner = pace.inner_step
     if start == 0 and cfg.eval_every > 0 and not any(e["iteration"] == 0 for e in state.evals):
         evaluate_now(0)
     step = FRAMEWORK_STEPS[cfg.framework]
     progress.start("distill", cfg.iterations)
     if start:
         progress.advance("distill", start)
+    pace = PaceNote(cfg, cfg.iterations - start, progress, device.type == "cpu" and env.is_main)
+    ctx.on_inner = pace.inner_step
     for it in range(start, cfg.iterations):
-        pace.begin()
         loss = step(ctx, it)
         state.losses.append(loss)
         done = state.iteration = it + 1
-        if ctx.on_inner is not None:
-            pace.outer_step(done - start)
-            ctx.on_inner = None if pace.decided else ctx.on_inner
+        pace.outer_step(done - start)
         if cfg.eval_every > 0 and done % cfg.eval_every == 0:
             evaluate_now(done)
         stopping = stop_after is not None and done - start >= stop_after
