@@ -445,11 +445,12 @@ def distill(
     formulation: Annotated[
         str | None,
         typer.Option(
-            help="per-class: one image step per class, IDC's official loop (the default; "
-            "fastest measured on CPU: 12.5 s per inner iteration at the paper's MNIST IPC-10 "
-            "shape). joint: the class losses summed into one step, DC/DSA's official loop. "
-            "batched: joint, all classes in one vmapped pass (1.7x slower and 2.9x the "
-            "memory on that CPU shape; meant for GPUs, not yet measured there)."
+            help="per-class: one image step per class, IDC's official loop (the default, "
+            "and the fastest measured on CPU). joint: the class losses summed into one step, "
+            "DC/DSA's official loop. batched: joint, all classes in one vmapped pass; in one "
+            "benchmark run on a 2-core x86_64 CPU it took 1.7x the time per inner iteration "
+            "and 2.9x the peak memory of per-class at the paper's MNIST IPC-10 shape "
+            "(benchmarks/RESULTS.md); meant for GPUs, not yet measured there."
         ),
     ] = None,
     compile: Annotated[
