@@ -145,6 +145,14 @@ Download = Annotated[
     bool, typer.Option("--download", help="Download the dataset if it is missing.")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+ValFractionOpt = Annotated[
+    float,
+    typer.Option(
+        help="Hold out this fraction of every class of the training split as a validation "
+        "split (seeded, never trained on); 0: none, the whole split is used."
+    ),
+]
+ValSeedOpt = Annotated[int, typer.Option(help="Seed of the validation split.")]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
@@ -355,15 +363,38 @@ def _check_eval_target(target: Path) -> None:
 def evaluate(
     artifact: Annotated[Path, typer.Argument(help="Image-set folder (coreset or distilled).")],
     model: Annotated[str, typer.Option(help="Architecture to train (see models).")] = "convnet",
-    repeats: Annotated[int, typer.Option(help="Fresh models to train; mean and std reported.")] = 1,
-    epochs: Annotated[int, typer.Option(help="Training epochs (paper protocol: 1000).")] = 1000,
-    lr: Annotated[float, typer.Option(help="SGD learning rate.")] = 0.01,
-    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
+    recipe: Annotated[
+        str,
+        typer.Option(
+            help="auto (the set's framework: idc for IDC/DREAM sets and coresets, VICO's for "
+            "dc/dsa/dm sets), idc, dc, dsa or dm. --epochs/--lr/--batch-size/--augment/"
+            "--cutmix-p change one setting of it."
+        ),
+    ] = "auto",
+    repeats: Annotated[
+        int, typer.Option(help="Fresh models to train; mean and std reported (paper: 5).")
+    ] = 5,
+    epochs: Annotated[
+        int | None, typer.Option(help="The recipe's epochs E (idc/dsa/dm 1000, dc 300).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="SGD learning rate (0.01).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Training batch size (idc 64, dc/dsa/dm 256).")
+    ] = None,
     augment: Annotated[
         str | None,
-        typer.Option(help="DSA strategy, e.g. color_crop_flip_scale_rotate; default per dataset."),
+        typer.Option(help="DSA strategy, e.g. color_crop_flip_scale_rotate; default per recipe."),
     ] = None,
-    cutmix_p: Annotated[float, typer.Option(help="CutMix probability.")] = 0.5,
+    cutmix_p: Annotated[
+        float | None, typer.Option(help="CutMix probability (idc 0.5, others 0).")
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="test, or val: the validation split the set was distilled without (as its "
+            "config records it)."
+        ),
+    ] = "test",
     out: Annotated[
         Path | None, typer.Option(help="Where to write the JSON result (default: beside the set).")
     ] = None,
@@ -373,35 +404,58 @@ def evaluate(
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
-    """Train fresh models on an image set and report last-epoch test accuracy (mean +- std)."""
+    """Train fresh models on an image set and report last-epoch accuracy (mean +- std)."""
+    import dataclasses
+
     from dream_cl.artifact import load_image_set
-    from dream_cl.data import load_dataset
-    from dream_cl.evaluate import EvalConfig, evaluate_image_set
+    from dream_cl.data import ValidationSpec, load_dataset, load_splits
+    from dream_cl.data.validation import SPLITS
+    from dream_cl.evaluate import RECIPES, eval_recipe, evaluate_image_set, recipe_for_framework
     from dream_cl.models import model_names
     from dream_cl.utils import atomic_write_json, resolve_device, seed_everything
 
     if model not in model_names():
         raise UserError(f"unknown model '{model}'; use one of {', '.join(model_names())}")
-    if repeats < 1 or epochs < 1 or batch_size < 1:
+    if recipe != "auto" and recipe not in RECIPES:
+        raise UserError(f"unknown --recipe '{recipe}'; use auto, {', '.join(RECIPES)}")
+    if split not in SPLITS:
+        raise UserError(f"unknown --split '{split}'; use {' or '.join(SPLITS)}")
+    if repeats < 1 or any(v is not None and v < 1 for v in (epochs, batch_size)):
         raise UserError("--repeats, --epochs and --batch-size must be at least 1")
-    if lr <= 0 or not 0.0 <= cutmix_p <= 1.0:
+    if (lr is not None and lr <= 0) or (cutmix_p is not None and not 0.0 <= cutmix_p <= 1.0):
         raise UserError("--lr must be positive and --cutmix-p between 0 and 1")
     dev = resolve_device(device)
     image_set = load_image_set(artifact)
+    run_cfg = image_set.meta.get("config") if isinstance(image_set.meta, dict) else None
+    run_cfg = run_cfg if isinstance(run_cfg, dict) else {}
+    chosen = recipe_for_framework(run_cfg.get("framework")) if recipe == "auto" else recipe
     target = out or (Path(artifact) if Path(artifact).is_dir() else Path(artifact).parent) / (
-        f"eval_{model}.json"
+        f"eval_{model}.json" if split == "test" else f"eval_{model}_val.json"
     )
     _check_eval_target(target)
-    cfg = EvalConfig(
-        epochs=epochs, lr=lr, batch_size=batch_size, dsa_strategy=augment, cutmix_p=cutmix_p
-    )
+    cfg = eval_recipe(chosen, image_set.info.name, epochs=epochs)
+    changes = {"lr": lr, "batch_size": batch_size, "dsa_strategy": augment, "cutmix_p": cutmix_p}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+    spec = None
+    if split == "val":
+        spec = ValidationSpec(
+            float(run_cfg.get("val_fraction", 0.0)), int(run_cfg.get("val_seed", 0))
+        )
+        if not spec.enabled:
+            raise UserError(
+                "--split val: this set records no validation split (it may have been made "
+                "from every training image); distill it with --val-fraction to evaluate on one"
+            )
     with _claimed(target.parent, lock_name=f".{target.name}.lock", clean=False):
-        test = load_dataset(image_set.info.name, data_root, train=False, download=download)
+        if spec is None:
+            data = load_dataset(image_set.info.name, data_root, train=False, download=download)
+        else:
+            _, data, _ = load_splits(image_set.info.name, data_root, spec, download=download)
         seed_everything(seed)
         with _progress(quiet) as progress:
             result = evaluate_image_set(
                 image_set,
-                test,
+                data,
                 model=model,
                 repeats=repeats,
                 cfg=cfg,
@@ -409,11 +463,18 @@ def evaluate(
                 device=dev,
                 progress=progress,
             )
-        record = result.to_dict() | {"artifact": str(artifact), "device": str(dev), "seed": seed}
+        record = result.to_dict() | {
+            "artifact": str(artifact),
+            "device": str(dev),
+            "seed": seed,
+            "split": split,
+            "validation": None if spec is None else spec.to_dict(),
+        }
         atomic_write_json(record, target)
     typer.echo(
-        f"{model} on {image_set.method} ({image_set.info.name}, {image_set.num_stored} stored): "
-        f"{100 * result.mean:.2f} +- {100 * result.std:.2f} % over {repeats} run(s) -> {target}"
+        f"{model} on {image_set.method} ({image_set.info.name}, {image_set.num_stored} stored), "
+        f"{chosen} recipe, {split} split: {100 * result.mean:.2f} +- {100 * result.std:.2f} % "
+        f"over {repeats} run(s) -> {target}"
     )
 
 
@@ -472,6 +533,19 @@ def distill(
     eval_width: Annotated[
         int | None, typer.Option(help="Width of a ConvNet evaluation model (cpu preset: 32).")
     ] = None,
+    eval_recipe: Annotated[
+        str,
+        typer.Option(
+            help="auto (the framework's own: idc for idc, VICO's for dc/dsa/dm), "
+            "idc, dc, dsa or dm."
+        ),
+    ] = "auto",
+    eval_split: Annotated[
+        str,
+        typer.Option(help="test (monitoring only) or val (needs --val-fraction)."),
+    ] = "test",
+    val_fraction: ValFractionOpt = 0.0,
+    val_seed: ValSeedOpt = 0,
     checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every K.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/distill"),
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
@@ -484,7 +558,7 @@ def distill(
     nproc: NprocOpt = 1,
 ) -> None:
     """Distill a dataset with DREAM (or a baseline) into IPC synthetic images per class."""
-    from dream_cl.data import load_train_test
+    from dream_cl.data import ValidationSpec, load_splits
     from dream_cl.distill.config import resolve_config
     from dream_cl.distill.engine import distill as run_distill
     from dream_cl.models import model_names
@@ -495,8 +569,13 @@ def distill(
         raise UserError("--ipc must be at least 1")
     env, device = _distributed(nproc, device)
     _set_threads(threads, dataset)
+    spec = ValidationSpec(val_fraction, val_seed)
+    if eval_split == "val" and not spec.enabled:
+        raise UserError("--eval-split val needs a validation split: pass --val-fraction (e.g. 0.1)")
     with _claimed(out, "distill"):
-        train, test = load_train_test(dataset, data_root, download=download)
+        train, val, test = load_splits(dataset, data_root, spec, download=download)
+        if eval_split == "val":
+            test = val
         if env.world_size > 1:
             from dream_cl.distill.engine import shard_train
 
@@ -523,6 +602,10 @@ def distill(
             "eval_epochs": eval_epochs,
             "eval_repeats": eval_repeats,
             "eval_width": eval_width,
+            "eval_recipe": eval_recipe,
+            "eval_split": eval_split,
+            "val_fraction": val_fraction,
+            "val_seed": val_seed,
             "checkpoint_every": checkpoint_every,
             "device": device,
             "seed": seed,
@@ -554,7 +637,10 @@ def distill(
     )
     typer.echo("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(secs.items())))
     for e in m["evals"][-3:]:
-        typer.echo(f"  iteration {e['iteration']}: {e['model']} {100 * e['mean']:.2f}%")
+        typer.echo(
+            f"  iteration {e['iteration']}: {e['model']} {100 * e['mean']:.2f}% "
+            f"({e.get('split', 'test')}, {e.get('recipe', 'idc')} recipe)"
+        )
     typer.echo(f"artifact: {out}  (dream-cl evaluate {out}; dream-cl show {out})")
 
 

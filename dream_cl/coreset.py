@@ -168,6 +168,7 @@ def select_coreset(
             num_classes=info.num_classes,
             image_size=info.image_size,
             generator=torch.Generator().manual_seed(seed),
+            dataset=info.name,
             **(model_options or {}),
         ).to(device)
     # under torchrun each rank selects its block of classes (the random method still

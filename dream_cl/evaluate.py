@@ -1,16 +1,27 @@
-"""Evaluate a small image set the official IDC/DREAM way: train a fresh net, test on real data.
+"""Evaluate a small image set: train a fresh net on it, test on real data, report the last epoch.
 
-Recipe (IDC ``train.py``, which DREAM reuses): SGD lr 0.01, momentum 0.9, weight decay 5e-4,
-batch 64, 1000 epochs, MultiStepLR x0.2 at 2/3 and 5/6 of the epochs (666 and 833); per batch
-the images are normalised, augmented with per-sample DSA, then CutMix'ed with probability 0.5.
+Each framework is evaluated with its own official recipe (``EvalConfig.recipe``):
+
+- ``idc`` (IDC ``train.py``, which DREAM reuses; IDC and DREAM sets and every coreset): SGD
+  lr 0.01, momentum 0.9, weight decay 5e-4, batch 64, 1000 epochs, MultiStepLR x0.2 at 2/3
+  and 5/6 of the epochs (666 and 833); per batch the images are normalised, augmented with
+  per-sample DSA (flip, colour, one geometric op, cutout as listed), then CutMix'ed with
+  probability 0.5 (the dataset rules of :func:`official_eval_cutmix`).
+- ``dc``, ``dsa``, ``dm`` (VICO ``utils.evaluate_synset``): batch 256, SGD lr 0.01, momentum
+  0.9, weight decay 5e-4, ``E + 1`` passes with the lr x0.1 after pass ``E // 2 + 1`` (the
+  optimiser rebuilt there, so its momentum restarts), no CutMix. DSA and DM augment with
+  per-sample DSA in their 'S' mode (one op group per call, among
+  ``color_crop_cutout_flip_scale_rotate``), E = 1000. DC augments only MNIST (one of crop,
+  scale, rotate per image, E = 1000) and trains every other dataset without augmentation
+  (E = 300).
 
 Differences from the official code, on purpose:
 
 - The reported number is the **last** epoch's top-1 accuracy on the full test split. The
-  official log also prints a "best" (the max over test checkpoints), which selects on the test
-  set; we never report it.
-- Every random draw (shuffling, DSA, CutMix) comes from one seeded CPU ``torch.Generator``, so a
-  run is reproducible from ``seed`` alone.
+  official IDC log also prints a "best" (the max over test checkpoints), which selects on the
+  test set; we never report it.
+- Every random draw (shuffling, augmentation, CutMix) comes from one seeded CPU
+  ``torch.Generator``, so a run is reproducible from ``seed`` alone.
 - A trailing batch of a single image is merged into the previous batch (BatchNorm models cannot
   train on one image); with the default batch 64 this only matters for sets of 64k+1 images.
 """
@@ -29,12 +40,18 @@ from torch import nn
 
 from dream_cl.artifact import ImageSet
 from dream_cl.augment import cutmix_loss, dsa, maybe_cutmix, parse_strategy
+from dream_cl.augment.dcaug import DC_MNIST_STRATEGY, dc_augment
 from dream_cl.data.base import DatasetInfo, DatasetSplit, to_float
 from dream_cl.errors import UserError
 from dream_cl.models import build_model
 from dream_cl.progress import NullProgress, Progress
 
 FULL_EVAL_DSA = "color_crop_cutout_flip_scale_rotate"
+RECIPES = ("idc", "dc", "dsa", "dm")
+"""Evaluation recipes, one per framework (coresets take IDC's)."""
+DSA_MODES = ("stack", "one")
+"""``stack``: IDC's DiffAug (flip, colour, one geometric op, cutout, each if listed);
+``one``: the DSA/DM papers' 'S' mode (one op group per call, chosen at random)."""
 # Digits and house numbers are not mirror-symmetric: a flipped '3' is not a '3'.
 _NO_FLIP = frozenset({"mnist", "svhn", "digits"})
 
@@ -43,10 +60,12 @@ _NO_FLIP = frozenset({"mnist", "svhn", "digits"})
 class EvalConfig:
     """Training recipe for evaluation; the defaults are the official IDC/DREAM protocol.
 
-    ``milestones`` are fractions of ``epochs``. ``dsa_strategy=None`` means "the official
-    recipe for this dataset" (see :func:`resolve_eval_config`): the dataset's DSA strategy and,
-    for the two cases the official code evaluates without CutMix, ``cutmix_p`` forced to 0.
-    Give a strategy explicitly ('none' for no DSA) to control ``cutmix_p`` yourself.
+    Build another framework's recipe with :func:`eval_recipe`. ``milestones`` are fractions
+    of ``epochs``; ``lr_epochs``, when set, gives the decay epochs explicitly instead.
+    ``dsa_strategy=None`` means "the official IDC recipe for this dataset" (see
+    :func:`resolve_eval_config`): the dataset's DSA strategy and, for the cases the official
+    code evaluates without CutMix, ``cutmix_p`` forced to 0. Give a strategy explicitly
+    ('none' for no DSA) to control ``cutmix_p`` yourself.
     """
 
     epochs: int = 1000
@@ -60,6 +79,13 @@ class EvalConfig:
     cutmix_p: float = 0.5
     cutmix_beta: float = 1.0
     test_batch_size: int = 500
+    recipe: str = "idc"
+    dsa_mode: str = "stack"
+    dc_augment: str = "none"
+    """DC's per-image augmentation (``crop_scale_rotate`` on MNIST), applied before DSA."""
+    lr_epochs: tuple[int, ...] | None = None
+    restart_optimizer: bool = False
+    """Rebuild the optimiser at each lr decay (VICO's loop does), so momentum restarts."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "test_batch_size"):
@@ -72,15 +98,22 @@ class EvalConfig:
             raise UserError(
                 f"evaluation milestones {self.milestones} must be fractions of the epochs in (0, 1)"
             )
+        if self.recipe not in RECIPES:
+            raise UserError(f"unknown evaluation recipe '{self.recipe}'; use {', '.join(RECIPES)}")
+        if self.dsa_mode not in DSA_MODES:
+            raise UserError(f"unknown DSA mode '{self.dsa_mode}'; use {' or '.join(DSA_MODES)}")
 
     def milestone_epochs(self) -> list[int]:
         """Epoch indices at which the lr is multiplied by ``gamma`` (666, 833 for 1000)."""
+        if self.lr_epochs is not None:
+            return list(self.lr_epochs)
         # The small epsilon makes e.g. 300 * (2/3) land on 200, like the official 2 * 300 // 3.
         return [int(self.epochs * f + 1e-9) for f in self.milestones]
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
+        d["lr_epochs"] = None if self.lr_epochs is None else list(self.lr_epochs)
         d["milestone_epochs"] = self.milestone_epochs()
         return d
 
@@ -90,8 +123,55 @@ def _key(dataset: str) -> str:
     return dataset.lower().replace("-", "").replace("_", "")
 
 
+def recipe_for_framework(framework: str | None) -> str:
+    """The recipe a set distilled by ``framework`` is evaluated with (None: a coreset)."""
+    return framework if framework in ("dc", "dsa", "dm") else "idc"
+
+
+def default_recipe_epochs(recipe: str, dataset: str) -> int:
+    """The official epoch count E of ``recipe`` on ``dataset``.
+
+    IDC, DSA and DM: 1000. DC: 300, except MNIST, which DC trains with augmentation and
+    VICO's ``main.py`` then gives 1000.
+    """
+    if recipe == "dc" and _key(dataset) != "mnist":
+        return 300
+    return 1000
+
+
+def eval_recipe(recipe: str, dataset: str, *, epochs: int | None = None) -> EvalConfig:
+    """The official evaluation recipe ``recipe`` for ``dataset``, with E = ``epochs``.
+
+    For ``idc`` the DSA strategy is left to :func:`resolve_eval_config` (it depends on the
+    set's factor and IPC). For the VICO recipes ``epochs`` is their E: the loop runs E + 1
+    passes and decays the lr after pass E // 2 + 1, as ``evaluate_synset`` does.
+    """
+    if recipe not in RECIPES:
+        raise UserError(f"unknown evaluation recipe '{recipe}'; use {', '.join(RECIPES)}")
+    e = epochs if epochs is not None else default_recipe_epochs(recipe, dataset)
+    if recipe == "idc":
+        return EvalConfig(epochs=e)
+    if recipe == "dc":
+        aug = DC_MNIST_STRATEGY if _key(dataset) == "mnist" else "none"
+        dsa_strategy, mode = "none", "stack"
+    else:
+        aug, dsa_strategy, mode = "none", FULL_EVAL_DSA, "one"
+    return EvalConfig(
+        epochs=e + 1,
+        batch_size=256,
+        gamma=0.1,
+        lr_epochs=(e // 2 + 2,),
+        restart_optimizer=True,
+        dsa_strategy=dsa_strategy,
+        cutmix_p=0.0,
+        recipe=recipe,
+        dsa_mode=mode,
+        dc_augment=aug,
+    )
+
+
 def official_eval_cutmix(dataset: str, factor: int = 1, ipc: int = 10) -> bool:
-    """Whether the official recipe evaluates with CutMix ('cut') or without ('vanilla').
+    """Whether the official IDC recipe evaluates with CutMix ('cut') or without ('vanilla').
 
     The reproduce settings use 'vanilla' for MNIST with factor > 1 and for SVHN with factor 1
     at one image per class; everything else uses CutMix.
@@ -103,13 +183,16 @@ def official_eval_cutmix(dataset: str, factor: int = 1, ipc: int = 10) -> bool:
 
 
 def default_eval_dsa(dataset: str, factor: int = 1, ipc: int = 10, cutmix: bool = True) -> str:
-    """The official evaluation DSA strategy for ``dataset``.
+    """The official IDC evaluation DSA strategy for ``dataset``.
 
     Start from 'color_crop_cutout_flip_scale_rotate'; drop 'flip' for MNIST, SVHN and digits;
     drop 'cutout' when CutMix is used (CutMix already cuts a box). CutMix is used when
     ``cutmix`` is True and the official recipe does not switch it off (MNIST factor > 1, SVHN
-    factor 1 ipc 1, see :func:`official_eval_cutmix`); then cutout stays.
+    factor 1 ipc 1, see :func:`official_eval_cutmix`); then cutout stays, except for MNIST
+    at factor > 1, whose reproduce rule sets 'color_crop_scale_rotate' outright.
     """
+    if _key(dataset) == "mnist" and factor > 1:
+        return "color_crop_scale_rotate"
     use_cutmix = cutmix and official_eval_cutmix(dataset, factor, ipc)
     ops = FULL_EVAL_DSA.split("_")
     if _key(dataset) in _NO_FLIP:
@@ -134,6 +217,17 @@ def resolve_eval_config(
         dsa_strategy=default_eval_dsa(dataset, factor, ipc, cutmix=use_cutmix),
         cutmix_p=cfg.cutmix_p if use_cutmix else 0.0,
     )
+
+
+def _augment(x: torch.Tensor, cfg: EvalConfig, ops: tuple[str, ...], gen: torch.Generator):
+    """The recipe's augmentation of one normalised training batch."""
+    if cfg.dc_augment != "none":
+        x = dc_augment(x, cfg.dc_augment, gen)
+    if not ops:
+        return x
+    if cfg.dsa_mode == "one" and len(ops) > 1:
+        ops = (ops[int(torch.randint(len(ops), (1,), generator=gen))],)
+    return dsa(x, ops, generator=gen, per_sample=True)
 
 
 def _batches(perm: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
@@ -200,6 +294,7 @@ def train_and_test(
         num_classes=info.num_classes,
         image_size=info.image_size,
         generator=gen,
+        dataset=info.name,
         **(model_options or {}),
     ).to(device)
     x_all = images.detach().to(device=device, dtype=torch.float32)
@@ -207,22 +302,28 @@ def train_and_test(
     n = int(y_all.shape[0])
     if n == 0:
         raise ValueError("cannot train on an empty image set")
+    milestones = set(cfg.milestone_epochs())
+    lr = cfg.lr
     opt = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
-    sched = torch.optim.lr_scheduler.MultiStepLR(
-        opt, milestones=cfg.milestone_epochs(), gamma=cfg.gamma
+        model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
     progress.start("eval", cfg.epochs)
     model.train()
-    for _ in range(cfg.epochs):
+    for epoch in range(cfg.epochs):
+        if epoch in milestones:
+            lr *= cfg.gamma
+            if cfg.restart_optimizer:
+                opt = torch.optim.SGD(
+                    model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+                )
+            for group in opt.param_groups:
+                group["lr"] = lr
         total, seen = 0.0, 0
         for idx in _batches(torch.randperm(n, generator=gen), cfg.batch_size):
             idx = idx.to(device)
             x = info.normalize(x_all[idx])
             y = y_all[idx]
-            if strategy:
-                x = dsa(x, strategy, generator=gen, per_sample=True)
+            x = _augment(x, cfg, strategy, gen)
             if cfg.cutmix_p > 0:
                 x, y_a, y_b, lam = maybe_cutmix(x, y, cfg.cutmix_p, gen, beta=cfg.cutmix_beta)
                 loss = cutmix_loss(model(x), y_a, y_b, lam)
@@ -233,7 +334,6 @@ def train_and_test(
             opt.step()
             total += float(loss.detach()) * idx.numel()
             seen += idx.numel()
-        sched.step()
         progress.advance("eval", 1, loss=total / seen)
     acc = test_accuracy(model, test, info, device, cfg.test_batch_size)
     progress.finish("eval")

@@ -189,6 +189,7 @@ def _model_factory(cfg: CLConfig, scenario: Scenario, seed: int):
             num_classes=num_classes,
             image_size=info.image_size,
             generator=gen,
+            dataset=info.name,
             **cfg.model_options,
         )
 

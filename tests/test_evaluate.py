@@ -39,8 +39,13 @@ def test_default_eval_dsa_per_dataset() -> None:
     assert default_eval_dsa("digits") == "color_crop_scale_rotate"
     assert default_eval_dsa("MNIST") == "color_crop_scale_rotate"
     assert default_eval_dsa("fashion_mnist") == "color_crop_flip_scale_rotate"
-    # Official 'vanilla' (no CutMix) cases keep cutout.
-    assert default_eval_dsa("mnist", factor=2) == "color_crop_cutout_scale_rotate"
+    # MNIST at factor 2: the reproduce rule sets color_crop_scale_rotate, no cutout, and
+    # the evaluation runs without CutMix (IDC misc/reproduce.py, test.py).
+    assert default_eval_dsa("mnist", factor=2) == "color_crop_scale_rotate"
+    assert default_eval_dsa("mnist", factor=2, cutmix=False) == "color_crop_scale_rotate"
+    mnist2 = resolve_eval_config(EvalConfig(), "mnist", factor=2)
+    assert (mnist2.dsa_strategy, mnist2.cutmix_p) == ("color_crop_scale_rotate", 0.0)
+    # SVHN at factor 1, IPC 1 is 'vanilla' too and keeps cutout.
     assert default_eval_dsa("svhn", factor=1, ipc=1) == "color_crop_cutout_scale_rotate"
     assert default_eval_dsa("svhn", factor=2, ipc=1) == "color_crop_scale_rotate"
 

@@ -24,6 +24,7 @@ from dream_cl.data.mnist import FASHION_MNIST, MNIST
 from dream_cl.data.spec import DatasetSpec
 from dream_cl.data.svhn import SVHN
 from dream_cl.data.tinyimagenet import TINYIMAGENET
+from dream_cl.data.validation import ValidationSpec, hold_out
 from dream_cl.errors import UserError
 
 __all__ = [
@@ -33,9 +34,12 @@ __all__ = [
     "DatasetSpec",
     "DatasetSplit",
     "RestrictedUnpickler",
+    "ValidationSpec",
     "dataset_names",
     "get_dataset",
+    "hold_out",
     "load_dataset",
+    "load_splits",
     "load_train_test",
     "to_float",
 ]
@@ -87,3 +91,18 @@ def load_train_test(
 ) -> tuple[DatasetSplit, DatasetSplit]:
     """(train, test) of dataset ``name``; both share one ``DatasetInfo``'s statistics."""
     return get_dataset(name).load_train_test(root, download=download, **options)
+
+
+def load_splits(
+    name: str,
+    root: str | Path,
+    val: ValidationSpec = ValidationSpec(),
+    download: bool = False,
+    **options: Any,
+) -> tuple[DatasetSplit, DatasetSplit, DatasetSplit]:
+    """(train, validation, test): ``val`` is held out of the training split, and the
+    returned train is the rest (what distillation and evaluation may train on). With the
+    default spec the validation split is empty and train is the whole training split."""
+    train, test = load_train_test(name, root, download=download, **options)
+    rest, held = hold_out(train, val)
+    return rest, held, test

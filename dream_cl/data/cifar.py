@@ -361,8 +361,10 @@ CIFAR100 = DatasetSpec(
         "meta",
         "fine_label_names",
         "fine_labels",
-        (0.5071, 0.4866, 0.4409),
-        (0.2673, 0.2564, 0.2762),
+        # IDC/DREAM normalise CIFAR-100 with CIFAR-10's statistics (MEANS['cifar100'] =
+        # MEANS['cifar']); VICO's DC/DSA/DM use CIFAR-100's own. DREAM is the reference.
+        CIFAR10_MEAN,
+        CIFAR10_STD,
     ),
     downloader=partial(_download, "CIFAR100"),
 )

@@ -22,8 +22,9 @@ from dream_cl.data.spec import DatasetSpec, Options, Required
 from dream_cl.errors import UserError
 
 TINY_DIR = "tiny-imagenet-200"
-TINY_MEAN = (0.4802, 0.4481, 0.3975)
-TINY_STD = (0.2302, 0.2265, 0.2262)
+# DREAM (and VICO's DC/DSA/DM) normalise TinyImageNet with the ImageNet statistics
+TINY_MEAN = (0.485, 0.456, 0.406)
+TINY_STD = (0.229, 0.224, 0.225)
 TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 _HOW = f"download {TINY_URL} and unzip it so that <root>/{TINY_DIR}/wnids.txt exists"
 

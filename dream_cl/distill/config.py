@@ -80,9 +80,18 @@ class DistillConfig:
     eval_every: int = 0
     eval_model: str = "convnet"
     eval_epochs: int = 1000
+    """The evaluation recipe's E (IDC/DSA/DM 1000; DC 300, MNIST 1000)."""
     eval_repeats: int = 1
     eval_width: int | None = None
     """ConvNet width of the evaluation model (None: the model's default, 128)."""
+    eval_recipe: str = "auto"
+    """auto: the framework's own (IDC's for idc, VICO's for dc/dsa/dm); or idc, dc, dsa, dm."""
+    eval_split: str = "test"
+    """What periodic evaluation reports on: test (monitoring only; nothing is chosen on it)
+    or val (the validation split held out with val_fraction)."""
+    # validation split held out of the training split (never distilled on)
+    val_fraction: float = 0.0
+    val_seed: int = 0
     # bookkeeping
     checkpoint_every: int = 10
     seed: int = 0
@@ -90,9 +99,23 @@ class DistillConfig:
     preset: str = "paper"
 
     def model_options(self) -> dict[str, Any]:
+        """Options of the distillation network; a ResNet gets ``norm`` (instance by
+        default, the official distillation default), everything else the model's own."""
+        if self.model == "convnet":
+            return {"width": self.width, "depth": self.depth, "norm": self.norm}
         if self.model.startswith("convnet"):
             return {"width": self.width, "depth": self.depth}
+        if self.model.startswith("resnet"):
+            return {"norm": self.norm}
         return {}
+
+    def resolved_eval_recipe(self) -> str:
+        """The evaluation recipe: ``eval_recipe``, or the framework's own for ``auto``."""
+        from dream_cl.evaluate import recipe_for_framework
+
+        if self.eval_recipe == "auto":
+            return recipe_for_framework(self.framework)
+        return self.eval_recipe
 
     def validate(self) -> None:
         def bad(msg: str) -> None:
@@ -143,6 +166,16 @@ class DistillConfig:
             bad("--eval-width must be at least 1")
         if self.lr_img <= 0 or self.lr_net <= 0:
             bad("learning rates must be positive")
+        from dream_cl.data.validation import SPLITS, ValidationSpec
+        from dream_cl.evaluate import RECIPES
+
+        if self.eval_recipe != "auto" and self.eval_recipe not in RECIPES:
+            bad(f"unknown --eval-recipe '{self.eval_recipe}'; use auto, {', '.join(RECIPES)}")
+        if self.eval_split not in SPLITS:
+            bad(f"unknown --eval-split '{self.eval_split}'; use {' or '.join(SPLITS)}")
+        ValidationSpec(self.val_fraction, self.val_seed)
+        if self.eval_split == "val" and not self.val_fraction > 0:
+            bad("--eval-split val needs a validation split: pass --val-fraction (e.g. 0.1)")
         from dream_cl.augment import parse_strategy
         from dream_cl.distill.matching import METRICS
         from dream_cl.models import model_names
@@ -185,14 +218,22 @@ def _dc_loops(ipc: int) -> tuple[int, int]:
     return _DC_LOOPS[key]
 
 
-def paper_config(dataset: str, ipc: int, framework: str, image_size: int) -> dict[str, Any]:
-    """The official settings for ``dataset`` at ``ipc`` under ``framework``."""
+def paper_config(
+    dataset: str, ipc: int, framework: str, image_size: int, factor: int | None = None
+) -> dict[str, Any]:
+    """The official settings for ``dataset`` at ``ipc`` under ``framework``.
+
+    ``factor`` is the multi-formation factor the run will use when the user sets one (None:
+    the preset's); the rules that depend on it (MNIST's) follow the factor actually run.
+    """
+    from dream_cl.evaluate import default_recipe_epochs, recipe_for_framework
+
     family = _LIKE.get(dataset, dataset)
     base_lr, base_size, metric, n_data, batch_real, depth = _PAPER_DATASET.get(
         family, _PAPER_DATASET["cifar10"]
     )
-    if family == "tinyimagenet" and ipc >= 50:
-        base_lr = 1e-6
+    if family == "tinyimagenet" and ipc == 50:
+        base_lr = 1e-6  # DREAM's reproduce rule is for IPC 50 exactly
     # official lr_img scaling: base * (ipc/10) * (size/base_size)^2
     lr_img = base_lr * (ipc / 10) * (image_size / base_size) ** 2
     cfg: dict[str, Any] = {
@@ -209,7 +250,7 @@ def paper_config(dataset: str, ipc: int, framework: str, image_size: int) -> dic
         "inner_loop": 100,
         "interval": 10,
         "width": 128,
-        "eval_epochs": 1000,
+        "eval_epochs": default_recipe_epochs(recipe_for_framework(framework), dataset),
         "match_aug": "color_crop_cutout",
         "net_aug": "color_crop",
         "mix_p": 0.5,
@@ -218,7 +259,8 @@ def paper_config(dataset: str, ipc: int, framework: str, image_size: int) -> dic
         # 8x8 images: a factor-2 decode trains on 4x4 tiles upsampled back, which erases the
         # digit (k-means-init accuracy 64.9 % at factor 2 vs 93.3 % at factor 1)
         cfg["factor"] = 1
-    if family == "mnist" and framework == "idc":
+    run_factor = cfg["factor"] if factor is None else factor
+    if family == "mnist" and framework == "idc" and run_factor > 1:
         cfg["match_aug"] = "color_crop"  # MNIST with factor > 1 matches without cutout
         cfg["mix_p"] = 0.0  # and trains the network without CutMix ('vanilla')
     if framework in ("dc", "dsa"):
@@ -255,9 +297,11 @@ def paper_config(dataset: str, ipc: int, framework: str, image_size: int) -> dic
 _CPU_IMAGE_RATE: MappingProxyType[str, float] = MappingProxyType({"digits": 10})
 
 
-def cpu_config(dataset: str, ipc: int, framework: str, image_size: int) -> dict[str, Any]:
+def cpu_config(
+    dataset: str, ipc: int, framework: str, image_size: int, factor: int | None = None
+) -> dict[str, Any]:
     """Every mechanism of the paper preset at a size 2 CPU cores finish in minutes."""
-    cfg = paper_config(dataset, ipc, framework, image_size)
+    cfg = paper_config(dataset, ipc, framework, image_size, factor)
     # evaluation: the official recipe shortened to 300 epochs on a width-32 ConvNet (training
     # a width-128 net on 400 decoded images for 300 epochs alone takes ~10 min on 2 cores)
     cfg.update(width=32, eval_epochs=300, eval_width=32, checkpoint_every=5)
@@ -306,7 +350,10 @@ def resolve_config(
         raise UserError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
     if framework not in FRAMEWORKS:
         raise UserError(f"unknown framework '{framework}'; use one of {', '.join(FRAMEWORKS)}")
-    base = (paper_config if preset == "paper" else cpu_config)(dataset, ipc, framework, image_size)
+    factor = (overrides or {}).get("factor")
+    base = (paper_config if preset == "paper" else cpu_config)(
+        dataset, ipc, framework, image_size, factor
+    )
     values = {"dataset": dataset, "preset": preset, **base}
     for key, value in (overrides or {}).items():
         if value is not None:

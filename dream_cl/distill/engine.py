@@ -59,6 +59,8 @@ _RESUMABLE_CHANGES = {
     "eval_repeats",
     "eval_width",
     "eval_model",
+    "eval_recipe",
+    "eval_split",
     "checkpoint_every",
     "device",
 }
@@ -396,6 +398,10 @@ def distill(
 ) -> DistillResult:
     """Run DREAM (or a baseline) on ``train``; evaluate on ``test`` every ``eval_every``.
 
+    ``test`` is the split periodic evaluation reports on: the test split (monitoring only;
+    nothing is chosen on it) or, with ``cfg.eval_split == "val"``, the validation split
+    that :func:`dream_cl.data.validation.hold_out` carved out of ``train`` beforehand.
+
     ``data`` (e.g. the data root) is recorded in ``config.json`` and is part of what makes
     a later call "the same run".
 
@@ -475,7 +481,9 @@ def distill(
         atomic_write_json(run_record(cfg, data), out_dir / CONFIG_FILE)
 
     def evaluate_now(iteration: int) -> None:
-        from dream_cl.evaluate import EvalConfig, evaluate_image_set
+        from dream_cl.evaluate import eval_recipe, evaluate_image_set
+
+        recipe = cfg.resolved_eval_recipe()
 
         image_set = state.full_set(method_name(cfg))  # collective
         if not env.is_main:
@@ -486,7 +494,7 @@ def distill(
                 test,
                 model=cfg.eval_model,
                 repeats=cfg.eval_repeats,
-                cfg=EvalConfig(epochs=cfg.eval_epochs),
+                cfg=eval_recipe(recipe, cfg.dataset, epochs=cfg.eval_epochs),
                 model_options=eval_model_options(cfg),
                 seed=cfg.seed,
                 device=device,
@@ -495,6 +503,8 @@ def distill(
             {
                 "iteration": iteration,
                 "model": cfg.eval_model,
+                "split": cfg.eval_split,
+                "recipe": recipe,
                 "mean": result.mean,
                 "std": result.std,
                 "accuracies": result.accuracies,

@@ -144,6 +144,7 @@ def make_net(
             channels=info.channels,
             num_classes=info.num_classes,
             image_size=info.image_size,
+            dataset=info.name,
             **cfg_model_options(cfg),
         )
     return net.to(device)
@@ -180,11 +181,7 @@ def embed_fn(net: nn.Module, info: DatasetInfo, device: torch.device) -> EmbedFn
 
 
 def cfg_model_options(cfg: DistillConfig) -> dict:
-    if cfg.model == "convnet":
-        return {"width": cfg.width, "depth": cfg.depth, "norm": cfg.norm}
-    if cfg.model.startswith("convnet"):
-        return {"width": cfg.width, "depth": cfg.depth}
-    return {}
+    return cfg.model_options()
 
 
 def _image_grad(ctx: Context, loss: torch.Tensor) -> torch.Tensor:

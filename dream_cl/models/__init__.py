@@ -1,4 +1,4 @@
-"""Model registry: ConvNet-D, CIFAR ResNet-10/18, ResNetAP-10 and DenseNet-BC-121.
+"""Model registry: ConvNet-D, ResNet-10/18 and ResNetAP-10 (CIFAR and ImageNet branches), DenseNet.
 
 Every model has ``forward(x)`` (logits), ``embed(x)`` ((N, feature_dim) penultimate
 features), a final ``classifier: nn.Linear`` and ``feature_dim == classifier.in_features``.
@@ -8,7 +8,13 @@ Build them by name with ``build_model``.
 from dream_cl.models.base import ClassifierNet
 from dream_cl.models.convnet import ConvNet
 from dream_cl.models.densenet import DenseNetCifar
-from dream_cl.models.registry import MODELS, build_model, model_names, model_options
+from dream_cl.models.registry import (
+    MODELS,
+    build_model,
+    model_names,
+    model_options,
+    official_options,
+)
 from dream_cl.models.resnet import ResNet
 from dream_cl.models.resnet_ap import ResNetAP
 
@@ -22,4 +28,5 @@ __all__ = [
     "build_model",
     "model_names",
     "model_options",
+    "official_options",
 ]

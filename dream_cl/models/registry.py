@@ -2,7 +2,9 @@
 
 Each builder is a module-level function taking keyword-only ``channels``, ``num_classes``,
 ``image_size`` and its own options with defaults. ``build_model`` checks the options against
-the builder's signature, so a misspelt option fails loudly instead of being ignored.
+the builder's signature, so a misspelt option fails loudly instead of being ignored. Given
+the ``dataset`` name, it first fills the options the official ``define_model`` derives from
+the dataset (:func:`official_options`); explicit options always win.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import nn
 from dream_cl.errors import UserError
 from dream_cl.models.convnet import ConvNet
 from dream_cl.models.densenet import DenseNetCifar, densenet121
-from dream_cl.models.resnet import ResNet, resnet10, resnet18
+from dream_cl.models.resnet import ResNet, official_branch, resnet10, resnet18
 from dream_cl.models.resnet_ap import ResNetAP, resnet10_ap
 
 _REQUIRED = ("channels", "num_classes", "image_size")
@@ -67,8 +69,10 @@ def _convnet_nonorm(
     )
 
 
-def _resnet10(*, channels: int, num_classes: int, image_size: int, norm: str = "batch") -> ResNet:
-    return resnet10(channels, num_classes, image_size, norm=norm)
+def _resnet10(
+    *, channels: int, num_classes: int, image_size: int, norm: str = "batch", branch: str = "cifar"
+) -> ResNet:
+    return resnet10(channels, num_classes, image_size, norm=norm, branch=branch)
 
 
 def _resnet10_ap(
@@ -78,12 +82,15 @@ def _resnet10_ap(
     image_size: int,
     width: float = 1.0,
     norm: str = "instance",
+    branch: str = "imagenet",
 ) -> ResNetAP:
-    return resnet10_ap(channels, num_classes, image_size, width=width, norm=norm)
+    return resnet10_ap(channels, num_classes, image_size, width=width, norm=norm, branch=branch)
 
 
-def _resnet18(*, channels: int, num_classes: int, image_size: int, norm: str = "batch") -> ResNet:
-    return resnet18(channels, num_classes, image_size, norm=norm)
+def _resnet18(
+    *, channels: int, num_classes: int, image_size: int, norm: str = "batch", branch: str = "cifar"
+) -> ResNet:
+    return resnet18(channels, num_classes, image_size, norm=norm, branch=branch)
 
 
 def _densenet121(
@@ -120,6 +127,19 @@ def model_options(name: str) -> dict[str, Any]:
     }
 
 
+def official_options(name: str, dataset: str) -> dict[str, Any]:
+    """What the official ``define_model`` derives from the dataset for model ``name``.
+
+    ResNets and ResNetAP: the CIFAR branch for ``cifar*`` names, the ImageNet branch for
+    every other dataset. ConvNets: depth 4 on TinyImageNet (64x64), 3 elsewhere.
+    """
+    if name.startswith("resnet"):
+        return {"branch": official_branch(dataset)}
+    if name.startswith("convnet"):
+        return {"depth": 4 if dataset.lower() == "tinyimagenet" else 3}
+    return {}
+
+
 def _lookup(name: str) -> Callable[..., nn.Module]:
     try:
         return MODELS[name]
@@ -136,9 +156,13 @@ def build_model(
     num_classes: int,
     image_size: int,
     generator: torch.Generator | None = None,
+    dataset: str | None = None,
     **options: Any,
 ) -> nn.Module:
     """Build a freshly initialised model (on CPU) by registry name.
+
+    With ``dataset``, the options the official code derives from it
+    (:func:`official_options`) are the defaults; ``options`` override them.
 
     Raises ``UserError`` for an unknown name, an option the model does not take, or an
     invalid option value. With ``generator`` (a CPU ``torch.Generator``) the initial weights
@@ -146,6 +170,8 @@ def build_model(
     fresh network every outer iteration is reproducible; without it torch's global RNG is used.
     """
     builder = _lookup(name)
+    if dataset is not None:
+        options = {**official_options(name, dataset), **options}
     allowed = model_options(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:

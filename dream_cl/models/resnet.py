@@ -1,7 +1,13 @@
-"""CIFAR-style ResNets (strided convs, 3x3 stem, no max-pool).
+"""ResNets with strided convs, in IDC/DREAM's two branches.
 
-ResNet-10 here is the evaluation / continual-learning network of IDC and DREAM: one BasicBlock
-per stage, 32-64-128-256 channels, BatchNorm. ResNet-18 is the usual CIFAR ResNet-18.
+ResNet-10 is the evaluation / continual-learning network of IDC and DREAM: one BasicBlock per
+stage, BatchNorm. The official ``models/resnet.py`` picks its branch by dataset name:
+``cifar*`` takes the CIFAR branch (32-64-128-256 channels); every other dataset (SVHN, MNIST,
+FashionMNIST, TinyImageNet, ...) the ImageNet branch (64-128-256-512), whose stem follows the
+input size (<= 64 px: conv3x3; 65-128: conv3x3 + 3x3/2 max-pool; larger: conv7x7/2 +
+max-pool). ``models.build_model(..., dataset=...)`` fills the branch as the official code
+does; ``branch=`` picks one explicitly. ResNet-18 here is the usual CIFAR ResNet-18
+(64-128-256-512, two blocks per stage) in both branches' stem rules.
 Global pooling is adaptive, so any input size (8 to 64+ pixels) gives the same embedding width.
 """
 
@@ -21,6 +27,26 @@ from dream_cl.models.base import (
 )
 
 RESNET_NORMS: tuple[str, ...] = ("batch", "instance")
+BRANCHES: tuple[str, ...] = ("cifar", "imagenet")
+
+
+def official_branch(dataset: str) -> str:
+    """The official rule: names starting with 'cifar' take the CIFAR branch."""
+    return "cifar" if dataset.lower().startswith("cifar") else "imagenet"
+
+
+def _stem(channels: int, planes: int, image_size: int, branch: str, norm: str) -> nn.Sequential:
+    """conv3x3 -> norm -> ReLU; the ImageNet branch adds its size-dependent downsampling."""
+    big = branch == "imagenet" and image_size > 128
+    kernel, stride = (7, 2) if big else (3, 1)
+    layers: list[nn.Module] = [
+        nn.Conv2d(channels, planes, kernel, stride=stride, padding=kernel // 2, bias=False),
+        make_norm(norm, planes),
+        nn.ReLU(inplace=True),
+    ]
+    if branch == "imagenet" and image_size > 64:
+        layers.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    return nn.Sequential(*layers)
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -69,12 +95,13 @@ class ResNet(ClassifierNet):
         stage_channels: tuple[int, int, int, int],
         blocks_per_stage: tuple[int, int, int, int],
         norm: str = "batch",
+        image_size: int = 32,
+        branch: str = "cifar",
     ) -> None:
         norm = check_choice("norm", norm, RESNET_NORMS)
+        branch = check_choice("branch", branch, BRANCHES)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        layers["stem"] = nn.Sequential(
-            conv3x3(channels, stem_channels), make_norm(norm, stem_channels), nn.ReLU(inplace=True)
-        )
+        layers["stem"] = _stem(channels, stem_channels, image_size, branch, norm)
         in_ch = stem_channels
         for i, (out_ch, n_blocks) in enumerate(zip(stage_channels, blocks_per_stage, strict=True)):
             stride = 1 if i == 0 else 2
@@ -87,24 +114,32 @@ class ResNet(ClassifierNet):
         super().__init__(nn.Sequential(layers), nn.Linear(in_ch, num_classes))
         self.stage_channels: tuple[int, ...] = tuple(stage_channels)
         self.norm = norm
+        self.branch = branch
         init_resnet_weights(self.features)
 
 
-def resnet10(channels: int, num_classes: int, image_size: int, *, norm: str = "batch") -> ResNet:
-    """ResNet-10 (CIFAR variant): 32-64-128-256 channels, one block per stage."""
+def resnet10(
+    channels: int, num_classes: int, image_size: int, *, norm: str = "batch", branch: str = "cifar"
+) -> ResNet:
+    """ResNet-10: one block per stage; CIFAR branch 32-64-128-256, ImageNet 64-128-256-512."""
     check_geometry(channels, num_classes, image_size)
+    base = 32 if check_choice("branch", branch, BRANCHES) == "cifar" else 64
     return ResNet(
         channels,
         num_classes,
-        stem_channels=32,
-        stage_channels=(32, 64, 128, 256),
+        stem_channels=base,
+        stage_channels=(base, base * 2, base * 4, base * 8),
         blocks_per_stage=(1, 1, 1, 1),
         norm=norm,
+        image_size=image_size,
+        branch=branch,
     )
 
 
-def resnet18(channels: int, num_classes: int, image_size: int, *, norm: str = "batch") -> ResNet:
-    """ResNet-18 (CIFAR variant): 64-128-256-512 channels, two blocks per stage."""
+def resnet18(
+    channels: int, num_classes: int, image_size: int, *, norm: str = "batch", branch: str = "cifar"
+) -> ResNet:
+    """ResNet-18: 64-128-256-512 channels, two blocks per stage (the branch sets the stem)."""
     check_geometry(channels, num_classes, image_size)
     return ResNet(
         channels,
@@ -113,4 +148,6 @@ def resnet18(channels: int, num_classes: int, image_size: int, *, norm: str = "b
         stage_channels=(64, 128, 256, 512),
         blocks_per_stage=(2, 2, 2, 2),
         norm=norm,
+        image_size=image_size,
+        branch=branch,
     )

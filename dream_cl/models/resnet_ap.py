@@ -21,6 +21,7 @@ from dream_cl.models.base import (
     init_resnet_weights,
     make_norm,
 )
+from dream_cl.models.resnet import BRANCHES
 
 AP_NORMS: tuple[str, ...] = ("instance", "batch")
 
@@ -81,7 +82,8 @@ class BasicBlockAP(nn.Module):
 
 
 class ResNetAP(ClassifierNet):
-    """ResNetAP with a size-dependent intro, stages of 64w-128w-256w-512w channels.
+    """ResNetAP with a size-dependent intro, stages of 64w-128w-256w-512w channels (imagenet
+    branch) or 32-64-128-256 (cifar branch).
 
     ``stage_channels`` is kept as an attribute so callers and tests can see the widths.
     """
@@ -95,16 +97,24 @@ class ResNetAP(ClassifierNet):
         width: float = 1.0,
         norm: str = "instance",
         blocks_per_stage: tuple[int, int, int, int] = (1, 1, 1, 1),
+        branch: str = "imagenet",
     ) -> None:
         check_geometry(channels, num_classes, image_size)
         norm = check_choice("norm", norm, AP_NORMS)
+        branch = check_choice("branch", branch, BRANCHES)
         if isinstance(width, bool) or not isinstance(width, int | float) or int(64 * width) < 1:
             raise UserError(
                 f"option width={width!r} is invalid; it must be a positive channel multiplier"
             )
-        base = int(64 * width)
+        if branch == "cifar" and width != 1.0:
+            raise UserError(
+                "option width applies to ResNetAP's imagenet branch only (the official CIFAR "
+                "branch is fixed at 32-64-128-256); pass branch=imagenet or drop width"
+            )
+        base = 32 if branch == "cifar" else int(64 * width)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        layers["stem"] = make_intro(channels, base, image_size, norm)
+        # the official CIFAR branch always takes the 'small' stem
+        layers["stem"] = make_intro(channels, base, 32 if branch == "cifar" else image_size, norm)
         in_ch = base
         stage_channels = (base, base * 2, base * 4, base * 8)
         for i, (out_ch, n_blocks) in enumerate(zip(stage_channels, blocks_per_stage, strict=True)):
@@ -116,13 +126,21 @@ class ResNetAP(ClassifierNet):
         layers["pool"] = nn.AdaptiveAvgPool2d(1)
         super().__init__(nn.Sequential(layers), nn.Linear(in_ch, num_classes))
         self.stage_channels: tuple[int, ...] = stage_channels
-        self.intro = intro_size(image_size)
+        self.intro = "small" if branch == "cifar" else intro_size(image_size)
         self.norm = norm
+        self.branch = branch
         init_resnet_weights(self.features)
 
 
 def resnet10_ap(
-    channels: int, num_classes: int, image_size: int, *, width: float = 1.0, norm: str = "instance"
+    channels: int,
+    num_classes: int,
+    image_size: int,
+    *,
+    width: float = 1.0,
+    norm: str = "instance",
+    branch: str = "imagenet",
 ) -> ResNetAP:
-    """ResNetAP-10: one block per stage."""
-    return ResNetAP(channels, num_classes, image_size, width=width, norm=norm)
+    """ResNetAP-10: one block per stage. The official ``resnet_ap.py`` sets the widths by
+    dataset: ``cifar*`` 32-64-128-256 (``width`` unused), others 64w-128w-256w-512w."""
+    return ResNetAP(channels, num_classes, image_size, width=width, norm=norm, branch=branch)
