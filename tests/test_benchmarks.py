@@ -110,7 +110,9 @@ def test_efficiency_summary_counts_iterations_to_the_baseline_final():
     assert reach["idc"]["ratio"] == 4.0 and reach["idc"]["ratio_is_lower_bound"]
     assert entry["baseline_improved"]
     rm = entry["curves"]["rm"]
-    assert rm["best_iteration"] == 20 and abs(rm["gain_over_init"] - 0.37) < 1e-9
+    assert abs(rm["gain_over_init"] - 0.37) < 1e-9
+    # test accuracies are reported, never ranked: no "best" point is computed from them
+    assert not any(k.startswith("best") for k in rm)
 
 
 def test_efficiency_summary_flags_a_baseline_that_falls_below_its_start():
@@ -133,7 +135,7 @@ def test_efficiency_summary_flags_a_baseline_that_falls_below_its_start():
     assert not entry["baseline_improved"]
     assert entry["to_baseline_final"]["baseline"]["at_init"]
     dream = entry["curves"]["dream"]
-    assert dream["best_iteration"] == 10 and dream["gain_over_init"] < 0
+    assert dream["gain_over_init"] < 0 and dream["final_mean"] == 0.97
 
 
 def test_scaling_equivalence_and_gpu_check_scripts_run_and_report(tmp_path):
