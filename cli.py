@@ -363,6 +363,7 @@ def _check_eval_target(target: Path) -> None:
 def evaluate(
     artifact: Annotated[Path, typer.Argument(help="Image-set folder (coreset or distilled).")],
     model: Annotated[str, typer.Option(help="Architecture to train (see models).")] = "convnet",
+    model_option: ModelOptionOpt = None,
     recipe: Annotated[
         str,
         typer.Option(
@@ -424,6 +425,7 @@ def evaluate(
         raise UserError("--repeats, --epochs and --batch-size must be at least 1")
     if (lr is not None and lr <= 0) or (cutmix_p is not None and not 0.0 <= cutmix_p <= 1.0):
         raise UserError("--lr must be positive and --cutmix-p between 0 and 1")
+    options = _parse_model_options(model, model_option)
     dev = resolve_device(device)
     image_set = load_image_set(artifact)
     run_cfg = image_set.meta.get("config") if isinstance(image_set.meta, dict) else None
@@ -461,6 +463,7 @@ def evaluate(
                 cfg=cfg,
                 seed=seed,
                 device=dev,
+                model_options=options,
                 progress=progress,
             )
         record = result.to_dict() | {
@@ -690,6 +693,14 @@ IpcOpt = Annotated[
 ModelOpt = Annotated[
     str | None, typer.Option(help="Network trained on the memory (default resnet10).")
 ]
+ModelOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-option",
+        help="KEY=VALUE option of the trained model, repeatable (e.g. branch=cifar for the "
+        "CIFAR ResNet-10 on any dataset; default: the official choice for the dataset).",
+    ),
+]
 DistillModelOpt = Annotated[
     str, typer.Option(help="Network that distils (and extracts herding features).")
 ]
@@ -725,6 +736,36 @@ DistillCompileOpt = Annotated[
     ),
 ]
 ResumeOpt = Annotated[bool, typer.Option(help="Continue the run in --out (same settings).")]
+
+
+def _parse_model_options(model: str | None, items: list[str] | None) -> dict | None:
+    """``KEY=VALUE`` strings as the model's options, typed like each option's default."""
+    if not items:
+        return None
+    from dream_cl.models import model_options
+
+    defaults = model_options(model or "resnet10")
+    options: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in defaults:
+            known = ", ".join(defaults) or "none"
+            raise UserError(f"--model-option {item!r}: use KEY=VALUE with KEY one of {known}")
+        default = defaults[key]
+        try:
+            if isinstance(default, bool):
+                value: object = text.lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, int):
+                value = int(text)
+            elif isinstance(default, float):
+                value = float(text)
+            else:
+                value = text
+        except ValueError:
+            raise UserError(f"--model-option {item!r}: {key} takes a number") from None
+        options[key] = value
+    return options
 
 
 def _parse_order(text: str | None) -> tuple[int, ...] | None:
@@ -798,6 +839,7 @@ def run(
     ipc: IpcOpt = None,
     regime: RegimeOpt = "finetune-kd",
     model: ModelOpt = None,
+    model_option: ModelOptionOpt = None,
     distill_model: DistillModelOpt = "convnet",
     preset: PresetOpt = None,
     orders: OrdersOpt = 1,
@@ -836,6 +878,7 @@ def run(
         ipc=ipc,
         regime=regime,
         model=model,
+        model_options=_parse_model_options(model, model_option),
         distill_model=distill_model,
         orders=orders,
         epochs=epochs,
@@ -872,6 +915,7 @@ def compare(
     ipc: IpcOpt = None,
     regime: RegimeOpt = "finetune-kd",
     model: ModelOpt = None,
+    model_option: ModelOptionOpt = None,
     distill_model: DistillModelOpt = "convnet",
     preset: PresetOpt = None,
     orders: OrdersOpt = 1,
@@ -906,6 +950,7 @@ def compare(
         ipc=ipc,
         regime=regime,
         model=model,
+        model_options=_parse_model_options(model, model_option),
         distill_model=distill_model,
         orders=orders,
         epochs=epochs,

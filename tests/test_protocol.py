@@ -85,6 +85,14 @@ def test_distill_never_sees_the_validation_split_and_records_it(tmp_path, monkey
     record = json.loads((out / "eval_convnet_val.json").read_text())
     assert record["split"] == "val" and record["validation"] == {"fraction": 0.2, "seed": 5}
     assert len(record["accuracies"]) == 5  # the paper's 5 repeats by default
+    # any variant can still be chosen explicitly
+    args = ["evaluate", str(out), "--model", "resnet10", "--model-option", "branch=cifar"]
+    ev = runner.invoke(app, [*args, "--epochs", "1", "--repeats", "1"])
+    assert ev.exit_code == 0, ev.output
+    record = json.loads((out / "eval_resnet10.json").read_text())
+    assert record["config"]["model_options"] == {"branch": "cifar"}
+    bad = runner.invoke(app, ["evaluate", str(out), "--model-option", "brnch=cifar"])
+    assert bad.exit_code == 1 and "KEY one of" in bad.output
 
 
 def test_val_split_needs_a_recorded_validation_split(tmp_path) -> None:
@@ -202,6 +210,13 @@ def test_official_recipes_and_model_variants() -> None:
         "convnet", channels=3, image_size=64, dataset="tinyimagenet", num_classes=200
     )
     assert len([m for m in tiny.modules() if isinstance(m, torch.nn.Conv2d)]) == 4
+    # normalisation: each framework's own code (DREAM: CIFAR-10's statistics on CIFAR-100)
+    from dream_cl.data import DatasetInfo
+    from dream_cl.distill.engine import framework_info
+
+    info = DatasetInfo("cifar100", 3, 32, tuple(map(str, range(100))), (0.4914,) * 3, (0.2,) * 3)
+    assert framework_info(info, "idc") is info
+    assert framework_info(info, "dm").mean == (0.5071, 0.4866, 0.4409)
     # a ResNet distillation network gets instance norm
     rn = resolve_config("cifar10", 10, image_size=32, overrides={"model": "resnet10"})
     assert rn.model_options() == {"norm": "instance"}

@@ -162,6 +162,9 @@ def _download(cls_name: str, root: Path, train: bool) -> None:
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+# CIFAR-100's own statistics, which VICO's DC/DSA/DM normalise with (IDC/DREAM do not)
+CIFAR100_OWN_MEAN = (0.5071, 0.4866, 0.4409)
+CIFAR100_OWN_STD = (0.2673, 0.2564, 0.2762)
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip

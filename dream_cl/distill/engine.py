@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from dream_cl.artifact import ImageSet, save_image_set
-from dream_cl.data.base import DatasetSplit
+from dream_cl.data.base import DatasetInfo, DatasetSplit
 from dream_cl.distill.config import DistillConfig
 from dream_cl.distill.frameworks import FRAMEWORK_STEPS, Context, embed_fn, make_net
 from dream_cl.distill.samplers import RandomSampler, RealSampler, RepresentativeSampler
@@ -320,6 +320,18 @@ class ShardedTrain:
         return DatasetSplit(self.local.images.to(device), self.local.labels.to(device), self.info)
 
 
+def framework_info(info: DatasetInfo, framework: str) -> DatasetInfo:
+    """The normalisation each framework's official code uses: DREAM/IDC normalise CIFAR-100
+    with CIFAR-10's statistics (the dataset's default here), VICO's DC/DSA/DM with
+    CIFAR-100's own. The set keeps the statistics it was distilled with, so it is
+    evaluated with them too."""
+    if framework in ("dc", "dsa", "dm") and info.name == "cifar100":
+        from dream_cl.data.cifar import CIFAR100_OWN_MEAN, CIFAR100_OWN_STD
+
+        return dataclasses.replace(info, mean=CIFAR100_OWN_MEAN, std=CIFAR100_OWN_STD)
+    return info
+
+
 def shard_train(train: DatasetSplit, env: DistEnv | None = None) -> ShardedTrain:
     """This rank's share of ``train`` (all of it in a single process)."""
     env = env or DistEnv.current()
@@ -426,6 +438,10 @@ def distill(
     shard = ClassShard.for_env(train.num_classes, env)
     if isinstance(train, DatasetSplit):
         train = ShardedTrain.from_split(train, shard)
+    info = framework_info(train.info, cfg.framework)
+    if info != train.info:
+        local = train.local
+        train = ShardedTrain(DatasetSplit(local.images, local.labels, info), train.offsets)
     train_dev = train.to(device)
     streams = RandomStreams.create(cfg.seed, shard.classes)
     sampler = make_sampler(cfg, train_dev, shard.classes)
