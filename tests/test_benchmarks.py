@@ -65,12 +65,32 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     assert hi["lr_img"] == 100 * lo["lr_img"] == 100 * lo["paper_lr_img"]
     assert lo["eval_iterations"] == [0, 1]
 
+    assert lo["split"] == "val" and rate["results"]["chosen_multiplier"] in (1, 100)
+    assert rate["settings"]["validation"]["images"] > 0
+    assert "cpu_model" in rate and "cpu_count" in rate
+
+    cross = (
+        "benchmarks/cross_arch.py",
+        *("--datasets", "digits", "--models", "convnet", "--seeds", "0", "--iterations", "1"),
+        *("--eval-epochs", "1", "--data-root", str(tmp_path), "--out-dir", str(results)),
+        *("--work", str(tmp_path / "xa")),
+    )
+    assert _run(*cross).count("%") == 2
+    assert _run(*cross).count("%") == 0  # every cell kept: a rerun starts nothing
+    xa = json.loads((results / "cross-arch.json").read_text())
+    assert {(r["method"], r["model"]) for r in xa["results"]["summary"]} == {
+        ("dream", "convnet"),
+        ("idc", "convnet"),
+    }
+    assert xa["results"]["pending"] == []
+
     md = tmp_path / "RESULTS.md"
     _run("benchmarks/report.py", "--results", str(results), "--out", str(md))
     text = md.read_text()
     assert "### digits, IPC 1" in text
     assert "| pool |" in text
-    assert "### digits, IPC 1" in text and "| 100x |" in text
+    assert "### digits, IPC 1 (validation accuracy)" in text and "| 100x |" in text
+    assert "Chosen:" in text and "Cross-architecture" in text
     assert (results / "plots" / "efficiency.png").stat().st_size > 0  # written by both scripts
 
 
@@ -169,6 +189,7 @@ def test_scaling_equivalence_and_gpu_check_scripts_run_and_report(tmp_path):
     gpu = json.loads((results / "gpu-check-quick.json").read_text())["results"]
     assert gpu["agreement"]["identical"] and gpu["resume"]["identical"]
     assert gpu["throughput"][0]["seconds_per_inner_iteration"] > 0
+
     md = tmp_path / "RESULTS.md"
     _run("benchmarks/report.py", "--results", str(results), "--out", str(md))
     text = md.read_text()

@@ -1,0 +1,129 @@
+"""Before and after each evaluation-recipe fix: the same synthetic set, both recipes.
+
+Distils one set per case (cpu preset, seed 0, kept in ``--work`` and reused), then trains
+``--repeats`` fresh evaluation models on it under the recipe dream-cl used before the
+honest-protocol fixes and under the official one it uses now, at the preset's epochs and
+evaluation width. Test accuracy, last epoch, mean +- std over the repeats; nothing is chosen.
+
+Cases:
+- ``idc-f2``: an IDC/DREAM set at factor 2 on MNIST. Before: DSA
+  ``color_crop_cutout_scale_rotate`` (cutout kept because CutMix was off); now the reproduce
+  rule's ``color_crop_scale_rotate``, no CutMix.
+- ``dm`` / ``dsa``: DM / DSA sets. Before: IDC's recipe (batch 64, x0.2 at 2/3
+  and 5/6, IDC's stacked DSA, CutMix); now VICO's (batch 256, x0.1 after E//2+1, DSA 'S'
+  mode, no CutMix).
+
+    python benchmarks/recipes.py --data-root ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import write_result  # noqa: E402
+
+CASES = {
+    "idc-f2": {"framework": "idc", "ipc": 10},
+    "dm": {"framework": "dm", "ipc": 10},
+    "dsa": {"framework": "dsa", "ipc": 1},
+}
+
+
+def recipes(case: str, dataset: str, epochs: int) -> dict[str, Any]:
+    """(before, now) evaluation configs of ``case``."""
+    from dream_cl.evaluate import EvalConfig, eval_recipe
+
+    if case == "idc-f2":
+        now = eval_recipe("idc", dataset, epochs=epochs)
+        before = dataclasses.replace(
+            now, dsa_strategy="color_crop_cutout_scale_rotate", cutmix_p=0.0
+        )
+        return {"before": before, "now": now}
+    framework = case.split("-")[1]
+    return {
+        "before": EvalConfig(epochs=epochs),
+        "now": eval_recipe(framework, dataset, epochs=epochs),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="mnist")
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--iterations", type=int, default=0, help="0: the preset's (smoke tests)")
+    ap.add_argument("--eval-epochs", type=int, default=0, help="0: the preset's")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--work", type=Path, default=Path("runs/benchmarks/recipes"))
+    ap.add_argument("--name", default="recipes")
+    ap.add_argument("--out-dir", type=Path, default=None)
+    args = ap.parse_args()
+
+    import torch
+
+    from dream_cl.artifact import load_image_set
+    from dream_cl.data import load_train_test
+    from dream_cl.distill.config import resolve_config
+    from dream_cl.distill.engine import distill
+    from dream_cl.evaluate import evaluate_image_set, resolve_eval_config
+    from dream_cl.utils import resolve_device
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    results: dict[str, Any] = {}
+    for case in args.cases.split(","):
+        spec = CASES[case] | {"dataset": args.dataset}
+        train, test = load_train_test(spec["dataset"], Path(args.data_root))
+        overrides: dict[str, Any] = {"seed": 0, "device": args.device}
+        if args.iterations:
+            overrides["iterations"] = args.iterations
+        cfg = resolve_config(
+            spec["dataset"],
+            spec["ipc"],
+            framework=spec["framework"],
+            preset="cpu",
+            image_size=train.info.image_size,
+            overrides=overrides,
+        )
+        folder = args.work / f"{args.dataset}-{case}"
+        if not (folder / "images.pt").exists():
+            distill(cfg, train, None, out=folder, resume=(folder / "checkpoint.pt").exists())
+        image_set = load_image_set(folder)
+        epochs = args.eval_epochs or cfg.eval_epochs
+        options = {"width": cfg.eval_width} if cfg.eval_width else None
+        row: dict[str, Any] = {"config": {k: spec[k] for k in spec} | {"factor": cfg.factor}}
+        for label, recipe in recipes(case, spec["dataset"], epochs).items():
+            res = evaluate_image_set(
+                image_set,
+                test,
+                repeats=args.repeats,
+                cfg=recipe,
+                seed=0,
+                device=device,
+                model_options=options,
+            )
+            resolved = resolve_eval_config(recipe, spec["dataset"], image_set.factor, spec["ipc"])
+            row[label] = {
+                "accuracies": res.accuracies,
+                "mean": statistics.fmean(res.accuracies),
+                "std": statistics.pstdev(res.accuracies) if len(res.accuracies) > 1 else 0.0,
+                "recipe": resolved.to_dict(),
+            }
+            print(f"{case} {label}: {100 * row[label]['mean']:.2f} %", flush=True)
+        results[f"{args.dataset}-{case}"] = row
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        path = write_result(args.name, device, settings | {"preset": "cpu"}, results, args.out_dir)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
