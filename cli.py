@@ -642,7 +642,8 @@ def distill(
     for e in m["evals"][-3:]:
         typer.echo(
             f"  iteration {e['iteration']}: {e['model']} {100 * e['mean']:.2f}% "
-            f"({e.get('split', 'test')}, {e.get('recipe', 'idc')} recipe)"
+            f"({e.get('split', 'test')}, {e.get('recipe', 'idc')} recipe, "
+            f"{len(e.get('accuracies', [0]))} model(s))"
         )
     typer.echo(f"artifact: {out}  (dream-cl evaluate {out}; dream-cl show {out})")
 

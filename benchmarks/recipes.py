@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import write_result  # noqa: E402
 
 CASES = {
-    "idc-f2": {"framework": "idc", "ipc": 10},
+    "idc-f2": {"framework": "idc", "ipc": 1},
     "dm": {"framework": "dm", "ipc": 10},
     "dsa": {"framework": "dsa", "ipc": 1},
 }

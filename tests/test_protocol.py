@@ -78,7 +78,7 @@ def test_distill_never_sees_the_validation_split_and_records_it(tmp_path, monkey
     assert (cfg["val_fraction"], cfg["val_seed"], cfg["eval_split"]) == (0.2, 5, "val")
     metrics = json.loads((out / "metrics.json").read_text())
     assert {e["split"] for e in metrics["evals"]} == {"val"}
-    assert "(val, idc recipe)" in result.output
+    assert "(val, idc recipe, 1 model(s))" in result.output
     # evaluate --split val uses the set's own recorded split (and nothing else)
     ev = runner.invoke(app, ["evaluate", str(out), "--split", "val", "--epochs", "1"])
     assert ev.exit_code == 0, ev.output
