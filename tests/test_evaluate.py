@@ -225,3 +225,57 @@ def test_mnist_random_and_herding_coresets_end_to_end(tmp_path: Path) -> None:
         assert 0.70 <= acc <= 0.985, (method, acc)
         chosen[method] = s.meta["indices"]
     assert chosen["random"] != chosen["herding"]
+
+
+def test_vico_recipes_rebuild_the_optimiser_and_augment_one_group_per_batch(
+    digits, monkeypatch
+) -> None:
+    """DC/DSA/DM: E + 1 passes, lr x0.1 from pass E//2 + 2 with a fresh optimiser (momentum
+    restarts), batch 256, no CutMix, one DSA op group per batch; IDC keeps one optimiser and
+    stacks its ops."""
+    import dream_cl.evaluate as ev
+    from dream_cl.evaluate import eval_recipe
+
+    train, test = digits
+    s = _small_set(train, 3)
+    images, labels = s.decoded()
+    made, calls = [], []
+    real_sgd, real_dsa = torch.optim.SGD, ev.dsa
+
+    def sgd(params, lr, **kw):
+        made.append(lr)
+        return real_sgd(params, lr=lr, **kw)
+
+    def spy(x, ops, **kw):
+        calls.append(tuple(ops))
+        return real_dsa(x, ops, **kw)
+
+    monkeypatch.setattr(torch.optim, "SGD", sgd)
+    monkeypatch.setattr(ev, "dsa", spy)
+    dm = eval_recipe("dm", "digits", epochs=4)
+    assert (dm.epochs, dm.milestone_epochs(), dm.batch_size) == (5, [4], 256)
+    train_and_test("convnet", images, labels, s.info, test, dm, seed=0, model_options=WIDTH)
+    assert made == [0.01, pytest.approx(0.001)]
+    assert len(calls) == 5 and all(len(ops) == 1 for ops in calls)  # one batch of 30 per pass
+    assert all(ops[0] in dm.dsa_strategy.split("_") for ops in calls)
+    made.clear(), calls.clear()
+    idc = EvalConfig(epochs=6, batch_size=16)
+    train_and_test("convnet", images, labels, s.info, test, idc, seed=0, model_options=WIDTH)
+    assert made == [0.01]  # one optimiser; the lr is scaled in place at 4 and 5
+    assert all(ops == ("color", "crop", "scale", "rotate") for ops in calls)
+
+
+def test_dc_augment_is_one_seeded_op_per_image() -> None:
+    from dream_cl.augment.dcaug import dc_augment
+
+    x = torch.randn(6, 1, 12, 12)
+    a = dc_augment(x, "crop_scale_rotate", torch.Generator().manual_seed(1))
+    b = dc_augment(x, "crop_scale_rotate", torch.Generator().manual_seed(1))
+    c = dc_augment(x, "crop_scale_rotate", torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(dc_augment(x, "none"), x)
+    # crop alone pads with the batch mean and shifts by at most 4 pixels
+    crop = dc_augment(x, "crop", torch.Generator().manual_seed(0))
+    assert not torch.equal(crop, x)
+    with pytest.raises(ValueError):
+        dc_augment(x, "noise")

@@ -186,10 +186,16 @@ def eval_model_options(cfg: DistillConfig) -> dict[str, Any] | None:
 
 def _check_same_run(saved: dict[str, Any], cfg: DistillConfig, path: Path) -> None:
     current = cfg.to_dict()
+    # a setting added after the run was saved had its default value then
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(DistillConfig)
+        if f.default is not dataclasses.MISSING
+    }
     diff = sorted(
         k
         for k in set(saved) | set(current)
-        if k not in _RESUMABLE_CHANGES and saved.get(k) != current.get(k)
+        if k not in _RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != current.get(k)
     )
     if diff:
         raise UserError(
