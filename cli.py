@@ -411,7 +411,13 @@ def evaluate(
     from dream_cl.artifact import load_image_set
     from dream_cl.data import ValidationSpec, load_dataset, load_splits
     from dream_cl.data.validation import SPLITS
-    from dream_cl.evaluate import RECIPES, eval_recipe, evaluate_image_set, recipe_for_framework
+    from dream_cl.evaluate import (
+        RECIPES,
+        eval_recipe,
+        evaluate_image_set,
+        recipe_for_framework,
+        resolve_eval_config,
+    )
     from dream_cl.models import model_names
     from dream_cl.utils import atomic_write_json, resolve_device, seed_everything
 
@@ -435,7 +441,13 @@ def evaluate(
         f"eval_{model}.json" if split == "test" else f"eval_{model}_val.json"
     )
     _check_eval_target(target)
-    cfg = eval_recipe(chosen, image_set.info.name, epochs=epochs)
+    # the recipe with the set's own dataset rules first, so that one flag changes one setting
+    cfg = resolve_eval_config(
+        eval_recipe(chosen, image_set.info.name, epochs=epochs),
+        image_set.info.name,
+        image_set.factor,
+        image_set.ipc,
+    )
     changes = {"lr": lr, "batch_size": batch_size, "dsa_strategy": augment, "cutmix_p": cutmix_p}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
     spec = None

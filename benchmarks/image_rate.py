@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS_DIR, write_result  # noqa: E402
+from benchmarks.common import RESULTS_DIR, git_commit, write_result  # noqa: E402
 
 
 def one_run(
@@ -114,7 +114,11 @@ def main() -> None:
     name = args.name or f"image-rate-{args.dataset}"
     # resumable: finished runs are kept in a partial file beside the result
     partial = (args.out_dir or RESULTS_DIR) / f".{name}.partial.json"
-    done = json.loads(partial.read_text())["runs"] if partial.exists() else []
+    # rows are reused only when every setting that shapes them is the same
+    same = {k: v for k, v in vars(args).items() if k not in ("ipcs", "multipliers", "threads")}
+    same = json.loads(json.dumps(same, default=str)) | {"commit": git_commit()}
+    saved = json.loads(partial.read_text()) if partial.exists() else {}
+    done = saved.get("runs", []) if saved.get("settings") == same else []
     runs = []
     for ipc in (int(i) for i in args.ipcs.split(",")):
         for mult in (float(m) for m in args.multipliers.split(",")):
@@ -123,7 +127,8 @@ def main() -> None:
                 row = one_run(args.dataset, ipc, mult, args, (train, val))
                 row.pop("config")
             runs.append(row)
-            atomic_write_json({"runs": runs + [r for r in done if r not in runs]}, partial)
+            kept = runs + [r for r in done if r not in runs]
+            atomic_write_json({"settings": same, "runs": kept}, partial)
             curve = " ".join(f"{100 * a:.2f}" for a in row["accuracy"])
             print(f"{args.dataset} ipc {ipc:3d} x{mult:g} (val): {curve}", flush=True)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}

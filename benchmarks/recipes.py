@@ -46,7 +46,7 @@ def recipes(case: str, dataset: str, epochs: int) -> dict[str, Any]:
             now, dsa_strategy="color_crop_cutout_scale_rotate", cutmix_p=0.0
         )
         return {"before": before, "now": now}
-    framework = case.split("-")[1]
+    framework = CASES[case]["framework"]
     return {
         "before": EvalConfig(epochs=epochs),
         "now": eval_recipe(framework, dataset, epochs=epochs),

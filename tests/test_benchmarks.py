@@ -65,7 +65,11 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     assert hi["lr_img"] == 100 * lo["lr_img"] == 100 * lo["paper_lr_img"]
     assert lo["eval_iterations"] == [0, 1]
 
-    assert lo["split"] == "val" and rate["results"]["chosen_multiplier"] in (1, 100)
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.image_rate import choose_multiplier
+
+    assert lo["split"] == "val"
+    assert rate["results"]["chosen_multiplier"] == choose_multiplier([lo, hi])
     assert rate["settings"]["validation"]["images"] > 0
     assert "cpu_model" in rate and "cpu_count" in rate
 
@@ -84,13 +88,24 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     }
     assert xa["results"]["pending"] == []
 
+    _run(
+        "benchmarks/recipes.py",
+        *("--dataset", "digits", "--cases", "idc-f2,dm,dsa", "--iterations", "1"),
+        *("--eval-epochs", "1", "--repeats", "1", "--data-root", str(tmp_path)),
+        *("--out-dir", str(results), "--work", str(tmp_path / "rc")),
+    )
+    rc = json.loads((results / "recipes.json").read_text())["results"]
+    assert rc["digits-dm"]["before"]["recipe"]["recipe"] == "idc"
+    assert rc["digits-dm"]["now"]["recipe"]["batch_size"] == 256
+    assert rc["digits-dsa"]["now"]["recipe"]["dsa_mode"] == "one"
+
     md = tmp_path / "RESULTS.md"
     _run("benchmarks/report.py", "--results", str(results), "--out", str(md))
     text = md.read_text()
     assert "### digits, IPC 1" in text
     assert "| pool |" in text
     assert "### digits, IPC 1 (validation accuracy)" in text and "| 100x |" in text
-    assert "Chosen:" in text and "Cross-architecture" in text
+    assert "Chosen:" in text and "Cross-architecture" in text and "before and after" in text
     assert (results / "plots" / "efficiency.png").stat().st_size > 0  # written by both scripts
 
 

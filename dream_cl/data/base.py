@@ -68,6 +68,9 @@ class DatasetSplit:
     images: torch.Tensor
     labels: torch.Tensor
     info: DatasetInfo
+    held_out: tuple[str, float, int] | None = None
+    """Set by :func:`dream_cl.data.hold_out`: ("rest" or "val", fraction, seed), so code that
+    records a validation split can check it was given the matching part."""
     offsets: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:

@@ -50,10 +50,37 @@ class ValidationSpec:
 def hold_out(train: DatasetSplit, spec: ValidationSpec) -> tuple[DatasetSplit, DatasetSplit]:
     """(rest, validation) of ``train``: disjoint, together exactly ``train``, both sorted
     by class. With ``spec.fraction == 0`` the validation split is empty."""
+    if not spec.enabled:
+        return train, DatasetSplit(train.images[:0], train.labels[:0], train.info)
     keep, val = stratified_split(train.labels, train.num_classes, spec.fraction, spec.seed)
-    rest = DatasetSplit(train.images[keep], train.labels[keep], train.info)
-    held = DatasetSplit(train.images[val], train.labels[val], train.info)
+    tag = (float(spec.fraction), int(spec.seed))
+    rest = DatasetSplit(train.images[keep], train.labels[keep], train.info, ("rest", *tag))
+    held = DatasetSplit(train.images[val], train.labels[val], train.info, ("val", *tag))
     return rest, held
+
+
+def check_parts(
+    spec: ValidationSpec, train: DatasetSplit, evaluated: DatasetSplit | None, split: str
+) -> None:
+    """Refuse a run whose recorded validation split does not match the data it was given:
+    training on a split that still holds its validation part would leak it."""
+    tag = (float(spec.fraction), int(spec.seed))
+    if spec.enabled and train.held_out != ("rest", *tag):
+        raise UserError(
+            f"the run records a validation split (fraction {spec.fraction}, seed {spec.seed}) "
+            "but was given a training split that still holds it; pass the rest from "
+            "dream_cl.data.hold_out (or load_splits)"
+        )
+    if not spec.enabled and train.held_out is not None:
+        raise UserError(
+            "the training split had a validation part held out, but the run records none; "
+            "set val_fraction and val_seed to the split's"
+        )
+    if split == "val" and evaluated is not None and evaluated.held_out != ("val", *tag):
+        raise UserError(
+            "eval_split val needs the validation part that dream_cl.data.hold_out returned "
+            "for the same fraction and seed"
+        )
 
 
 def validation_indices(train: DatasetSplit, spec: ValidationSpec) -> list[int]:
@@ -63,4 +90,4 @@ def validation_indices(train: DatasetSplit, spec: ValidationSpec) -> list[int]:
     return val.tolist()
 
 
-__all__ = ["SPLITS", "ValidationSpec", "hold_out", "validation_indices"]
+__all__ = ["SPLITS", "ValidationSpec", "check_parts", "hold_out", "validation_indices"]

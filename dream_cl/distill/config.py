@@ -358,6 +358,12 @@ def resolve_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
+    recipe = values.get("eval_recipe", "auto")
+    if preset == "paper" and (overrides or {}).get("eval_epochs") is None and recipe != "auto":
+        from dream_cl.evaluate import RECIPES, default_recipe_epochs
+
+        if recipe in RECIPES:  # an unknown name is reported by validate()
+            values["eval_epochs"] = default_recipe_epochs(recipe, dataset)  # its own E
     names = {f.name for f in dataclasses.fields(DistillConfig)}
     unknown = set(values) - names
     if unknown:

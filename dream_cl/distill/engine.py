@@ -49,8 +49,10 @@ CHECKPOINT_FILE = "checkpoint.pt"
 TIMING_FILE = "timing.json"
 """Wall-clock seconds at the checkpoint (kept apart: equal runs write equal checkpoints)."""
 CHECKPOINT_FORMAT = "dream-cl-distill-checkpoint"
-CHECKPOINT_VERSION = 2
-"""2: per-class random streams and class-keyed state (version 1 used one stream)."""
+CHECKPOINT_VERSION = 3
+"""3: the official per-dataset protocol (normalisation constants, ResNet branch and norm,
+the MNIST rule only at factor > 1), which a version-2 run's config does not record;
+2: per-class random streams and class-keyed state (version 1 used one stream)."""
 # settings that may differ between a run and its resumption without changing the result
 _RESUMABLE_CHANGES = {
     "iterations",
@@ -171,8 +173,9 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         raise UserError(f"{path} was written by a newer dream-cl; upgrade to resume it")
     if state.get("version", 0) < CHECKPOINT_VERSION:
         raise UserError(
-            f"{path} was written by an earlier dream-cl whose random streams differ; "
-            "rerun without --resume in a new --out"
+            f"{path} was written by an earlier dream-cl (checkpoint version "
+            f"{state.get('version', 0)}, this one writes {CHECKPOINT_VERSION}: other random "
+            "streams or protocol); rerun without --resume in a new --out"
         )
     return state
 
@@ -310,7 +313,9 @@ class ShardedTrain:
         if shard.world_size == 1:
             return cls(train, train.offsets)
         lo, hi = int(train.offsets[shard.start]), int(train.offsets[shard.stop])
-        local = DatasetSplit(train.images[lo:hi].clone(), train.labels[lo:hi].clone(), train.info)
+        local = DatasetSplit(
+            train.images[lo:hi].clone(), train.labels[lo:hi].clone(), train.info, train.held_out
+        )
         return cls(local, train.offsets.clone())
 
     @property
@@ -318,12 +323,19 @@ class ShardedTrain:
         return self.local.info
 
     @property
+    def held_out(self) -> tuple[str, float, int] | None:
+        return self.local.held_out
+
+    @property
     def num_classes(self) -> int:
         return self.local.num_classes
 
     def to(self, device: torch.device) -> DatasetSplit:
         """The local split on ``device`` (class ids and labels as in the dataset)."""
-        return DatasetSplit(self.local.images.to(device), self.local.labels.to(device), self.info)
+        local = self.local
+        return DatasetSplit(
+            local.images.to(device), local.labels.to(device), self.info, self.held_out
+        )
 
 
 def framework_info(info: DatasetInfo, framework: str) -> DatasetInfo:
@@ -436,6 +448,9 @@ def distill(
     out_dir = Path(out) if out is not None else None
     if cfg.eval_every > 0 and test is None and env.is_main:
         raise ValueError("eval_every > 0 needs a test split")
+    from dream_cl.data.validation import ValidationSpec, check_parts
+
+    check_parts(ValidationSpec(cfg.val_fraction, cfg.val_seed), train, test, cfg.eval_split)
     saved = _prepare_out(out_dir, cfg, resume, progress, data)
     if saved is not None:
         _check_same_run(saved["config"], cfg, out_dir / CHECKPOINT_FILE)  # type: ignore[operator]
@@ -447,7 +462,8 @@ def distill(
     info = framework_info(train.info, cfg.framework)
     if info != train.info:
         local = train.local
-        train = ShardedTrain(DatasetSplit(local.images, local.labels, info), train.offsets)
+        split = DatasetSplit(local.images, local.labels, info, local.held_out)
+        train = ShardedTrain(split, train.offsets)
     train_dev = train.to(device)
     streams = RandomStreams.create(cfg.seed, shard.classes)
     sampler = make_sampler(cfg, train_dev, shard.classes)
