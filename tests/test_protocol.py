@@ -237,6 +237,19 @@ def test_official_recipes_and_model_variants() -> None:
     assert rn.model_options() == {"norm": "instance"}
 
 
+def test_cpu_image_rate_multiples_are_the_validation_choices() -> None:
+    paper = {d: resolve_config(d, 1, image_size=28).lr_img for d in ("mnist", "fashion_mnist")}
+    cpu = {d: resolve_config(d, 1, preset="cpu", image_size=28).lr_img for d in paper}
+    assert cpu["mnist"] == pytest.approx(100 * paper["mnist"])
+    assert cpu["fashion_mnist"] == pytest.approx(300 * paper["fashion_mnist"])
+    digits = resolve_config("digits", 1, preset="cpu", image_size=8).lr_img
+    assert digits == pytest.approx(10 * resolve_config("digits", 1, image_size=8).lr_img)
+    for name, chosen in (("mnist-ipc1", 100), ("fmnist-ipc1", 300), ("digits", 10)):
+        record = json.loads((ROOT / "benchmarks/results" / f"image-rate-{name}.json").read_text())
+        assert record["results"]["chosen_multiplier"] == chosen
+        assert {r["split"] for r in record["results"]["runs"]} == {"val"}
+
+
 def test_preset_rules_follow_the_factor_and_ipc() -> None:
     mnist2 = resolve_config("mnist", 10, image_size=28)
     assert (mnist2.factor, mnist2.match_aug, mnist2.mix_p) == (2, "color_crop", 0.0)
