@@ -549,7 +549,7 @@ def test_digits_presets_do_not_decode_8px_images_into_4px_tiles():
 
 
 def test_cpu_preset_image_rate_is_a_measured_multiple_of_the_papers():
-    for dataset, size, mult in (("mnist", 28, 100), ("fashion_mnist", 28, 100), ("digits", 8, 10)):
+    for dataset, size, mult in (("mnist", 28, 100), ("fashion_mnist", 28, 300), ("digits", 8, 10)):
         paper = resolve_config(dataset, 10, preset="paper", image_size=size).lr_img
         cpu = resolve_config(dataset, 10, preset="cpu", image_size=size).lr_img
         assert cpu == pytest.approx(mult * paper), dataset
