@@ -74,7 +74,7 @@ def main() -> None:
     from dream_cl.data import load_train_test
     from dream_cl.distill.config import resolve_config
     from dream_cl.distill.engine import distill
-    from dream_cl.evaluate import evaluate_image_set, resolve_eval_config
+    from dream_cl.evaluate import evaluate_image_set
     from dream_cl.utils import resolve_device
 
     torch.set_num_threads(args.threads)
@@ -111,12 +111,11 @@ def main() -> None:
                 device=device,
                 model_options=options,
             )
-            resolved = resolve_eval_config(recipe, spec["dataset"], image_set.factor, spec["ipc"])
             row[label] = {
                 "accuracies": res.accuracies,
                 "mean": statistics.fmean(res.accuracies),
                 "std": statistics.pstdev(res.accuracies) if len(res.accuracies) > 1 else 0.0,
-                "recipe": resolved.to_dict(),
+                "recipe": res.config,  # the resolved recipe the evaluator used
             }
             print(f"{case} {label}: {100 * row[label]['mean']:.2f} %", flush=True)
         results[f"{args.dataset}-{case}"] = row

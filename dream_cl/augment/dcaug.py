@@ -41,11 +41,11 @@ def dc_augment(x: Tensor, strategy: str, generator: torch.Generator | None = Non
         return x
     b, c, h, w = x.shape
     mean = [float(x[:, ch].mean()) for ch in range(c)]
+    pad = torch.tensor(mean, dtype=x.dtype, device=x.device).view(c, 1, 1)
     out = x.clone()
     for i in range(b):
         op = ops[_randint(0, len(ops), generator)]
         if op == "crop":
-            pad = torch.tensor(mean, dtype=x.dtype, device=x.device).view(c, 1, 1)
             canvas = pad.expand(c, h + 2 * DC_CROP, w + 2 * DC_CROP).clone()
             canvas[:, DC_CROP : DC_CROP + h, DC_CROP : DC_CROP + w] = x[i]
             r, s = _randint(0, 2 * DC_CROP, generator), _randint(0, 2 * DC_CROP, generator)

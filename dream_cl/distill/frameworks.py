@@ -145,7 +145,7 @@ def make_net(
             num_classes=info.num_classes,
             image_size=info.image_size,
             dataset=info.name,
-            **cfg_model_options(cfg),
+            **cfg.model_options(),
         )
     return net.to(device)
 
@@ -178,10 +178,6 @@ def embed_fn(net: nn.Module, info: DatasetInfo, device: torch.device) -> EmbedFn
         return out.contiguous()
 
     return embed
-
-
-def cfg_model_options(cfg: DistillConfig) -> dict:
-    return cfg.model_options()
 
 
 def _image_grad(ctx: Context, loss: torch.Tensor) -> torch.Tensor:
