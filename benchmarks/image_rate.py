@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,20 @@ def choose_multiplier(runs: list[dict[str, Any]]) -> float:
     return min(totals, key=lambda m: (-round(totals[m], 10), m))
 
 
+def _worker(dataset: str, ipc: int, multiplier: float, args: argparse.Namespace) -> dict[str, Any]:
+    """One run in a pool process: its own thread count and its own copy of the splits."""
+    import torch
+
+    from dream_cl.data import ValidationSpec, load_splits
+
+    torch.set_num_threads(args.threads)
+    spec = ValidationSpec(args.val_fraction, args.val_seed)
+    train, val, _ = load_splits(dataset, Path(args.data_root), spec)
+    row = one_run(dataset, ipc, multiplier, args, (train, val))
+    row.pop("config")
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="digits")
@@ -95,6 +111,7 @@ def main() -> None:
     ap.add_argument("--eval-repeats", type=int, default=3)
     ap.add_argument("--eval-epochs", type=int, default=0, help="0: the preset's")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (own process each)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--name", default=None, help="result name (default image-rate-<dataset>)")
@@ -115,22 +132,40 @@ def main() -> None:
     # resumable: finished runs are kept in a partial file beside the result
     partial = (args.out_dir or RESULTS_DIR) / f".{name}.partial.json"
     # rows are reused only when every setting that shapes them is the same
-    same = {k: v for k, v in vars(args).items() if k not in ("ipcs", "multipliers", "threads")}
+    free = ("ipcs", "multipliers", "threads", "jobs")
+    same = {k: v for k, v in vars(args).items() if k not in free}
     same = json.loads(json.dumps(same, default=str)) | {"commit": git_commit()}
     saved = json.loads(partial.read_text()) if partial.exists() else {}
     done = saved.get("runs", []) if saved.get("settings") == same else []
-    runs = []
-    for ipc in (int(i) for i in args.ipcs.split(",")):
-        for mult in (float(m) for m in args.multipliers.split(",")):
-            row = next((r for r in done if (r["ipc"], r["multiplier"]) == (ipc, mult)), None)
-            if row is None:
-                row = one_run(args.dataset, ipc, mult, args, (train, val))
-                row.pop("config")
-            runs.append(row)
-            kept = runs + [r for r in done if r not in runs]
-            atomic_write_json({"settings": same, "runs": kept}, partial)
-            curve = " ".join(f"{100 * a:.2f}" for a in row["accuracy"])
-            print(f"{args.dataset} ipc {ipc:3d} x{mult:g} (val): {curve}", flush=True)
+    todo = [(int(i), float(m)) for i in args.ipcs.split(",") for m in args.multipliers.split(",")]
+
+    def key(r: dict[str, Any]) -> tuple[int, float]:
+        return (r["ipc"], r["multiplier"])
+
+    rows = {key(r): r for r in done if key(r) in todo}
+
+    def keep(row: dict[str, Any]) -> None:
+        rows[key(row)] = row
+        kept = list(rows.values()) + [r for r in done if key(r) not in rows]
+        atomic_write_json({"settings": same, "runs": kept}, partial)
+        curve = " ".join(f"{100 * a:.2f}" for a in row["accuracy"])
+        where = f"{args.dataset} ipc {row['ipc']:3d} x{row['multiplier']:g}"
+        print(f"{where} (val): {curve}", flush=True)
+
+    missing = [t for t in todo if t not in rows]
+    if args.jobs > 1 and len(missing) > 1:
+        # spawn, not fork: a forked child of a process that has run OpenMP threads can hang
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+            futures = [pool.submit(_worker, args.dataset, i, m, args) for i, m in missing]
+            for future in as_completed(futures):
+                keep(future.result())
+    else:
+        for ipc, mult in missing:
+            row = one_run(args.dataset, ipc, mult, args, (train, val))
+            row.pop("config")
+            keep(row)
+    runs = [rows[t] for t in todo]
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     settings["preset"] = "cpu"
     settings["validation"] = spec.to_dict() | {"images": len(val), "train_images": len(train)}

@@ -57,7 +57,7 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     _run(
         "benchmarks/image_rate.py",
         *("--dataset", "digits", "--ipcs", "1", "--multipliers", "1,100", "--iterations", "1"),
-        *("--eval-every", "1", "--eval-epochs", "2", "--eval-repeats", "1"),
+        *("--eval-every", "1", "--eval-epochs", "2", "--eval-repeats", "1", "--jobs", "2"),
         *("--data-root", str(tmp_path), "--out-dir", str(results)),
     )
     rate = json.loads((results / "image-rate-digits.json").read_text())
