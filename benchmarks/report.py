@@ -503,6 +503,66 @@ def cross_arch_section(paths: list[Path], root: Path) -> list[str]:
     return lines
 
 
+TABLE1_NAMES = {
+    "random": "Random",
+    "herding": "Herding",
+    "k-center": "K-Center",
+    "idc": "IDC",
+    "dream": "DREAM",
+}
+
+
+def table1_section(path: Path, root: Path) -> list[str]:
+    """The paper's Table 1 row shape for one dataset: ours at the cpu preset, the paper's."""
+    record = _load(path)
+    s, res = record["settings"], record["results"]
+    dataset = s["dataset"]
+    cells = {(c["ipc"], c["method"]): c for c in res["cells"].values()}
+    ipcs = [int(i) for i in str(s["ipcs"]).split(",")]
+    methods = [m for m in TABLE1_NAMES if m in s["methods"].split(",")]
+    lines = [
+        f"## {dataset}: the paper's Table 1 row shape (cpu preset)",
+        "",
+        f"Every set trains {s['repeats']} fresh ConvNet-3 networks (the cpu preset's width 32, "
+        "IDC's evaluation recipe at the preset's epochs, model k seeded seed + k); test "
+        "accuracy (%), last epoch, mean ± std over those networks. Coresets pick real "
+        "training images (herding and k-center on features of a seeded random ConvNet-3); "
+        "IDC and DREAM distil one set each (seed "
+        f"{s['seed']}) at the cpu preset ({s.get('iterations') or 40} x 10 matching steps, "
+        "not the paper's 1,200 x 100). The paper's numbers (ConvNet-3 width 128, full "
+        "protocol) are beside ours for the shape, not as a target; k-center is not in "
+        "the paper's table."
+        + (
+            " The CIFAR-10 images are a third-party JPEG re-encoding of the dataset "
+            "(`../shared/data/README`), not the original PNG-exact pixels."
+            if dataset == "cifar10"
+            else ""
+        ),
+        "",
+        _source(record, path, root),
+        "",
+        "| IPC | " + " | ".join(TABLE1_NAMES[m] for m in methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    paper = res.get("paper", {})
+    for ipc in ipcs:
+        row = []
+        for m in methods:
+            c = cells.get((ipc, m))
+            row.append(f"{_pct(c['mean'])} ± {_pct(c['std'])}" if c else "pending")
+        lines.append(f"| {ipc} | " + " | ".join(row) + " |")
+        theirs = paper.get(str(ipc), {})
+        if theirs:
+            cols = [
+                f"{theirs[m][0]:.1f} ± {theirs[m][1]:.1f}" if m in theirs else "-" for m in methods
+            ]
+            lines.append(f"| {ipc} (paper) | " + " | ".join(cols) + " |")
+    lines.append("")
+    if res.get("pending"):
+        lines += [f"{len(res['pending'])} cell(s) pending.", ""]
+    return lines
+
+
 def recipes_section(path: Path, root: Path) -> list[str]:
     record = _load(path)
     lines = [
@@ -572,6 +632,8 @@ def build(results: Path = RESULTS_DIR, out: Path | None = None) -> Path:
         lines += cross_arch_section(cross, results)
     for path in sorted(results.glob("recipes*.json")):
         lines += recipes_section(path, results)
+    for path in sorted(results.glob("table1*.json")):
+        lines += table1_section(path, results)
     text = "\n".join(lines).rstrip() + "\n"
     atomic_write(out, lambda p: p.write_text(text))
     return out

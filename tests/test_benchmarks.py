@@ -88,6 +88,21 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     }
     assert xa["results"]["pending"] == []
 
+    table1 = (
+        "benchmarks/table1.py",
+        *("--dataset", "digits", "--ipcs", "1", "--iterations", "1", "--eval-epochs", "1"),
+        *("--repeats", "2", "--jobs", "2", "--data-root", str(tmp_path)),
+        *("--out-dir", str(results), "--work", str(tmp_path / "t1")),
+    )
+    assert _run(*table1).count("%") == 5
+    assert _run(*table1).count("%") == 0  # every cell kept: a rerun starts nothing
+    t1 = json.loads((results / "table1-digits.json").read_text())["results"]
+    assert sorted(c["method"] for c in t1["cells"].values()) == sorted(
+        ["random", "herding", "k-center", "idc", "dream"]
+    )
+    assert all(len(c["accuracies"]) == 2 and c["stored_images"] == 10 for c in t1["cells"].values())
+    assert t1["pending"] == []
+
     _run(
         "benchmarks/recipes.py",
         *("--dataset", "digits", "--cases", "idc-f2,dm,dsa", "--iterations", "1"),
@@ -102,6 +117,7 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     md = tmp_path / "RESULTS.md"
     _run("benchmarks/report.py", "--results", str(results), "--out", str(md))
     text = md.read_text()
+    assert "## digits: the paper's Table 1 row shape" in text and "| K-Center |" in text
     assert "### digits, IPC 1" in text
     assert "| pool |" in text
     assert "### digits, IPC 1 (validation accuracy)" in text and "| 100x |" in text
