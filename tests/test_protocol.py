@@ -244,7 +244,10 @@ def test_cpu_image_rate_multiples_are_the_validation_choices() -> None:
     assert cpu["fashion_mnist"] == pytest.approx(300 * paper["fashion_mnist"])
     digits = resolve_config("digits", 1, preset="cpu", image_size=8).lr_img
     assert digits == pytest.approx(10 * resolve_config("digits", 1, image_size=8).lr_img)
-    for name, chosen in (("mnist-ipc1", 100), ("fmnist-ipc1", 300), ("digits", 10)):
+    c10 = resolve_config("cifar10", 1, preset="cpu", image_size=32).lr_img
+    assert c10 == pytest.approx(100 * resolve_config("cifar10", 1, image_size=32).lr_img)
+    records = (("mnist-ipc1", 100), ("fmnist-ipc1", 300), ("digits", 10), ("cifar10-ipc1", 100))
+    for name, chosen in records:
         record = json.loads((ROOT / "benchmarks/results" / f"image-rate-{name}.json").read_text())
         assert record["results"]["chosen_multiplier"] == chosen
         assert {r["split"] for r in record["results"]["runs"]} == {"val"}
