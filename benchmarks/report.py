@@ -531,7 +531,8 @@ def table1_section(path: Path, root: Path) -> list[str]:
         f"{s['seed']}) at the cpu preset ({s.get('iterations') or 40} x 10 matching steps, "
         "not the paper's 1,200 x 100). The paper's numbers (ConvNet-3 width 128, full "
         "protocol) are beside ours for the shape, not as a target; k-center is not in "
-        "the paper's table."
+        "the paper's table, and at IPC 1 it is herding: both take the image nearest the "
+        "class mean in feature space."
         + (
             " The CIFAR-10 images are a third-party JPEG re-encoding of the dataset "
             "(`../shared/data/README`), not the original PNG-exact pixels."
