@@ -94,6 +94,26 @@ def _source(record: dict[str, Any], path: Path, root: Path) -> str:
     )
 
 
+def _partial_note(record: dict[str, Any], resumable: bool = True) -> list[str]:
+    """Say so when an efficiency sweep's summary covers only some of its runs."""
+    s = record["settings"]
+    wanted = 1
+    for key in ("datasets", "ipcs", "variants", "seeds"):
+        wanted *= len(str(s.get(key, "")).split(","))
+    done = len(record["results"].get("runs", []))
+    if done >= wanted:
+        return []
+    note = (
+        f"**Partial: {done} of {wanted} runs finished** (seed means below are over the seeds shown)"
+    )
+    if resumable:
+        note += (
+            "; the sweep resumes where it stopped when its command is run again "
+            f"(`python benchmarks/efficiency.py --name {s.get('name')} ...`, same settings)"
+        )
+    return [note + ".", ""]
+
+
 def efficiency_section(path: Path, root: Path, plots: Path) -> list[str]:
     from benchmarks.efficiency import plot
 
@@ -140,6 +160,7 @@ def efficiency_section(path: Path, root: Path, plots: Path) -> list[str]:
         "curves (no 'best' point: picking one would select on the test set).",
         "",
         *([paper_note, ""] if paper_note else []),
+        *_partial_note(record, resumable=path.stem not in SUPERSEDED),
         *_superseded(path.stem),
         _source(record, path, root),
         "",
