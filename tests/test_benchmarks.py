@@ -226,3 +226,16 @@ def test_scaling_equivalence_and_gpu_check_scripts_run_and_report(tmp_path):
     text = md.read_text()
     assert "## Strong scaling on several processes" in text and "| tiny | 2 | 2, 2 |" in text
     assert "## 2 processes against one" in text
+
+
+def test_a_partial_efficiency_sweep_says_so() -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.report import _partial_note
+
+    settings = {"datasets": "cifar10", "ipcs": "10", "variants": "baseline,dream", "seeds": "0,1"}
+    record = {"settings": settings | {"name": "e"}, "results": {"runs": [{}] * 3}}
+    (note, _) = _partial_note(record)
+    assert note.startswith("**Partial: 3 of 4 runs finished**") and "resumes" in note
+    assert "resumes" not in _partial_note(record, resumable=False)[0]
+    record["results"]["runs"] = [{}] * 4
+    assert _partial_note(record) == []
