@@ -7,9 +7,12 @@ full settings, so every number in RESULTS.md can be traced to the run that produ
 from __future__ import annotations
 
 import datetime as _dt
+import multiprocessing
 import os
 import platform
 import subprocess
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +94,54 @@ def write_result(
     """Write ``results/<name>.json`` atomically with provenance and settings."""
     record = {"benchmark": name, **provenance(device), "settings": settings, "results": results}
     return atomic_write_json(record, (out_dir or RESULTS_DIR) / f"{name}.json")
+
+
+# the two distilled-set methods the tables compare: DREAM, and plain IDC one flag apart
+SET_METHODS: dict[str, dict[str, str]] = {
+    "dream": {"sampler": "representative", "init": "kmeans"},
+    "idc": {"sampler": "random", "init": "random"},
+}
+
+
+def cpu_preset_set(
+    out: Path,
+    dataset: str,
+    ipc: int,
+    method: str,
+    train: Any,
+    *,
+    seed: int,
+    device: str,
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Distil (or finish, or reuse) one cpu-preset DREAM or IDC set in ``out``."""
+    if not (out / "images.pt").exists():
+        from dream_cl.distill.config import resolve_config
+        from dream_cl.distill.engine import distill
+
+        values = {**SET_METHODS[method], "seed": seed, "device": device, **(overrides or {})}
+        cfg = resolve_config(
+            dataset, ipc, preset="cpu", image_size=train.info.image_size, overrides=values
+        )
+        distill(cfg, train, None, out=out, resume=(out / "checkpoint.pt").exists())
+    return out
+
+
+def run_in_processes(
+    fn: Callable[..., Any],
+    calls: Sequence[tuple[Any, ...]],
+    jobs: int,
+    on_result: Callable[[Any], None],
+) -> None:
+    """``fn(*call)`` for every call, ``jobs`` at a time in spawned processes (in this one when
+    ``jobs`` is 1); ``on_result`` sees each result as it finishes, so progress is saved.
+
+    Spawn, not fork: a forked child of a process that has run OpenMP threads can hang."""
+    if jobs <= 1 or len(calls) <= 1:
+        for call in calls:
+            on_result(fn(*call))
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        for future in as_completed([pool.submit(fn, *call) for call in calls]):
+            on_result(future.result())

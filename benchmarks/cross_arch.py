@@ -27,12 +27,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS_DIR, write_result  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    cpu_preset_set,
+    write_result,
+)
 
-METHODS = {
-    "dream": {"sampler": "representative", "init": "kmeans"},
-    "idc": {"sampler": "random", "init": "random"},
-}
 MODELS = ("convnet", "resnet10", "densenet121")
 
 
@@ -42,23 +42,21 @@ def _set_dir(work: Path, dataset: str, method: str, seed: int) -> Path:
 
 def distill_set(dataset: str, method: str, seed: int, args: argparse.Namespace, data) -> Path:
     """Distil (or finish, or reuse) one set; returns its folder."""
-    from dream_cl.distill.config import resolve_config
-    from dream_cl.distill.engine import distill
-
-    out = _set_dir(args.work, dataset, method, seed)
-    if (out / "images.pt").exists():
-        return out
-    train = data[dataset][0]
-    overrides = {**METHODS[method], "seed": seed, "device": args.device}
+    overrides = {}
     if args.iterations:
         overrides["iterations"] = args.iterations
     if args.eval_epochs:
         overrides["eval_epochs"] = args.eval_epochs
-    cfg = resolve_config(
-        dataset, 10, preset="cpu", image_size=train.info.image_size, overrides=overrides
+    return cpu_preset_set(
+        _set_dir(args.work, dataset, method, seed),
+        dataset,
+        10,
+        method,
+        data[dataset][0],
+        seed=seed,
+        device=args.device,
+        overrides=overrides,
     )
-    distill(cfg, train, None, out=out, resume=(out / "checkpoint.pt").exists())
-    return out
 
 
 def evaluate_cell(folder: Path, model: str, seed: int, args: argparse.Namespace, data):

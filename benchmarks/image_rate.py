@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS_DIR, git_commit, write_result  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    git_commit,
+    run_in_processes,
+    write_result,
+)
 
 
 def one_run(
@@ -66,7 +69,6 @@ def one_run(
         "eval_iterations": [e["iteration"] for e in evals],
         "accuracy": [e["mean"] for e in evals],
         "accuracy_std": [e.get("std", 0.0) for e in evals],
-        "config": cfg.to_dict(),
     }
 
 
@@ -91,9 +93,7 @@ def _worker(dataset: str, ipc: int, multiplier: float, args: argparse.Namespace)
     torch.set_num_threads(args.threads)
     spec = ValidationSpec(args.val_fraction, args.val_seed)
     train, val, _ = load_splits(dataset, Path(args.data_root), spec)
-    row = one_run(dataset, ipc, multiplier, args, (train, val))
-    row.pop("config")
-    return row
+    return one_run(dataset, ipc, multiplier, args, (train, val))
 
 
 def main() -> None:
@@ -152,19 +152,12 @@ def main() -> None:
         where = f"{args.dataset} ipc {row['ipc']:3d} x{row['multiplier']:g}"
         print(f"{where} (val): {curve}", flush=True)
 
-    missing = [t for t in todo if t not in rows]
-    if args.jobs > 1 and len(missing) > 1:
-        # spawn, not fork: a forked child of a process that has run OpenMP threads can hang
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-            futures = [pool.submit(_worker, args.dataset, i, m, args) for i, m in missing]
-            for future in as_completed(futures):
-                keep(future.result())
-    else:
-        for ipc, mult in missing:
-            row = one_run(args.dataset, ipc, mult, args, (train, val))
-            row.pop("config")
-            keep(row)
+    missing = [(args.dataset, i, m, args) for i, m in todo if (i, m) not in rows]
+
+    def here(dataset: str, ipc: int, multiplier: float, args: argparse.Namespace):
+        return one_run(dataset, ipc, multiplier, args, (train, val))  # the splits loaded above
+
+    run_in_processes(_worker if args.jobs > 1 else here, missing, args.jobs, keep)
     runs = [rows[t] for t in todo]
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     settings["preset"] = "cpu"

@@ -22,28 +22,28 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS_DIR, write_result  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    SET_METHODS,
+    cpu_preset_set,
+    run_in_processes,
+    write_result,
+)
 
-DISTILLED = {
-    "idc": {"sampler": "random", "init": "random"},
-    "dream": {"sampler": "representative", "init": "kmeans"},
-}
 CORESETS = ("random", "herding", "k-center")
-METHODS = (*CORESETS, *DISTILLED)
+METHODS = (*CORESETS, "idc", "dream")
 
-# The paper's Table 1 (ConvNet-3 width 128, full protocol), for the shape of the comparison:
-# dataset -> ipc -> method -> (mean, std); k-center is not in it.
+# The paper's Table 1 (ConvNet-3 width 128, full protocol), for the shape of the comparison;
+# k-center is not in it. Rows: (ipc, then (mean, std) for each of _PAPER_COLUMNS); PAPER is
+# the same as dataset -> ipc -> method -> (mean, std).
 _PAPER_COLUMNS = ("random", "herding", "idc", "dream")
-# (ipc, random, herding, idc, dream) as (mean, std) pairs, read from the paper's Table 1
 _PAPER_ROWS: dict[str, tuple[tuple[float, ...], ...]] = {
     "cifar10": (
         (1, 14.4, 2.0, 21.5, 1.2, 50.6, 0.4, 51.1, 0.3),
@@ -76,22 +76,17 @@ def build_set(dataset: str, ipc: int, method: str, args: argparse.Namespace, tra
     """The cell's set: a coreset, or a (resumed) cpu-preset distillation saved in --work."""
     from dream_cl.artifact import load_image_set
     from dream_cl.coreset import select_coreset
-    from dream_cl.distill.config import resolve_config
-    from dream_cl.distill.engine import distill
     from dream_cl.utils import resolve_device
 
-    device = resolve_device(args.device)
     if method in CORESETS:
-        return select_coreset(train, method, ipc, seed=args.seed, device=device)
-    out = args.work / f"{dataset}-{method}-ipc{ipc}-s{args.seed}"
-    if not (out / "images.pt").exists():
-        overrides: dict[str, Any] = {**DISTILLED[method], "seed": args.seed, "device": args.device}
-        if args.iterations:
-            overrides["iterations"] = args.iterations
-        cfg = resolve_config(
-            dataset, ipc, preset="cpu", image_size=train.info.image_size, overrides=overrides
+        return select_coreset(
+            train, method, ipc, seed=args.seed, device=resolve_device(args.device)
         )
-        distill(cfg, train, None, out=out, resume=(out / "checkpoint.pt").exists())
+    out = args.work / f"{dataset}-{method}-ipc{ipc}-s{args.seed}"
+    overrides = {"iterations": args.iterations} if args.iterations else None
+    cpu_preset_set(
+        out, dataset, ipc, method, train, seed=args.seed, device=args.device, overrides=overrides
+    )
     return load_image_set(out)
 
 
@@ -185,7 +180,7 @@ def main() -> None:
     # costliest first (distillations at the largest IPC), so parallel jobs finish together
     plan = sorted(
         ((args.dataset, ipc, m) for ipc in ipcs for m in methods),
-        key=lambda c: (c[2] not in DISTILLED, -c[1], c[2]),
+        key=lambda c: (c[2] not in SET_METHODS, -c[1], c[2]),
     )
     todo = [c for c in plan if cell_key(*c) not in cells]
     device = resolve_device(args.device)
@@ -203,24 +198,8 @@ def main() -> None:
         print(f"{key}: {spread} % (build {cell['build_seconds']:.0f} s)", flush=True)
         save()
 
-    if args.jobs > 1 and len(todo) > 1:
-        # spawn, not fork: a forked child of a process that has run OpenMP threads can hang
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-            futures = [pool.submit(run_cell, *c, args) for c in todo]
-            for future in as_completed(futures):
-                keep(future.result())
-    else:
-        for c in todo:
-            keep(run_cell(*c, args))
+    run_in_processes(run_cell, [(*c, args) for c in todo], args.jobs, keep)
     print(f"wrote {save()}")
-
-
-def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """(ipc, method, mean, std, repeats) per finished cell, in the table's order."""
-    cells = result["results"]["cells"].values()
-    order = {m: i for i, m in enumerate(METHODS)}
-    return sorted(cells, key=lambda c: (c["ipc"], order.get(c["method"], 99)))
 
 
 if __name__ == "__main__":
