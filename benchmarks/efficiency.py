@@ -91,8 +91,10 @@ def one_run(setting: dict[str, Any]) -> dict[str, Any]:
 
 def _child(setting: dict[str, Any], runs_dir: Path) -> dict[str, Any] | None:
     """One run through a child process; cached by its key, skipped while another sweep
-    process holds its lock (so a second sweep can share the work)."""
-    import os
+    process holds its lock (so a second sweep can share the work). The lock is an
+    ``fcntl`` lock, so a killed sweep leaves none behind that would skip the run forever."""
+    from dream_cl.errors import UserError
+    from dream_cl.runfolder import FolderLock
 
     key = run_key(setting["dataset"], setting["ipc"], setting["variant"], setting["seed"])
     path = runs_dir / f"{key}.json"
@@ -100,10 +102,9 @@ def _child(setting: dict[str, Any], runs_dir: Path) -> dict[str, Any] | None:
         row = json.loads(path.read_text())
         if all(row.get(k) == setting[k] for k in ("iterations", "eval_every", "eval_epochs")):
             return row
-    lock = runs_dir / f"{key}.lock"
     try:
-        os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
-    except FileExistsError:
+        lock = FolderLock(runs_dir, name=f".{key}.lock").acquire()
+    except UserError:
         return None
     try:
         proc = subprocess.run(
@@ -119,7 +120,7 @@ def _child(setting: dict[str, Any], runs_dir: Path) -> dict[str, Any] | None:
         atomic_write_json(row, path)
         return row
     finally:
-        lock.unlink(missing_ok=True)
+        lock.release()
 
 
 def collect(runs_dir: Path) -> list[dict[str, Any]]:

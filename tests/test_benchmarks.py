@@ -239,3 +239,33 @@ def test_a_partial_efficiency_sweep_says_so() -> None:
     assert "resumes" not in _partial_note(record, resumable=False)[0]
     record["results"]["runs"] = [{}] * 4
     assert _partial_note(record) == []
+
+
+def test_an_efficiency_run_lock_left_by_a_killed_sweep_does_not_skip_the_run(
+    tmp_path, monkeypatch
+) -> None:
+    """A sweep killed mid-run leaves its lock file; the next sweep must still take the run,
+    while a live sweep's lock keeps a second one off it."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import efficiency
+    from dream_cl.runfolder import FolderLock
+
+    setting = {"dataset": "digits", "ipc": 1, "variant": "rm", "seed": 0}
+    setting |= {"iterations": 2, "eval_every": 1, "eval_epochs": 1}
+    key = efficiency.run_key("digits", 1, "rm", 0)
+    row = setting | {"accuracy": [1.0]}
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout=json.dumps(row) + "\n", stderr="")
+
+    monkeypatch.setattr(efficiency.subprocess, "run", fake_run)
+    (tmp_path / f".{key}.lock").write_text("28181\n")  # the dead sweep's PID, no holder
+    assert efficiency._child(setting, tmp_path) == row and len(calls) == 1
+    assert json.loads((tmp_path / f"{key}.json").read_text()) == row
+
+    (tmp_path / f"{key}.json").unlink()
+    with FolderLock(tmp_path, name=f".{key}.lock"):
+        assert efficiency._child(setting, tmp_path) is None
+    assert len(calls) == 1
