@@ -3,8 +3,8 @@
 Runs (or resumes) the comparison in a work folder, then copies its summary
 (``comparison.json``, ``comparison.md``, ``comparison.png``) into
 ``results/cl-<scenario>-<preset>/`` with a ``provenance.json`` (commit, date, device,
-threads, the exact command, wall time, peak memory). Per-step memories and logs stay in the
-work folder.
+threads, the exact command, wall time, peak memory, and the seconds every memory spent
+summed over its steps and orders). Per-step memories and logs stay in the work folder.
 
     python benchmarks/continual.py fmnist-5step --data-root ../shared/data
     python benchmarks/continual.py digits-5step
@@ -23,6 +23,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import RESULTS_DIR, provenance  # noqa: E402
+
+
+def step_seconds(work: Path) -> dict[str, dict[str, float]]:
+    """Seconds each memory spent building memories, training and evaluating, summed over
+    every step of every class order in ``work``: the whole comparison's cost, however many
+    resumed calls it took (a call's own wall time covers only that call)."""
+    import json
+
+    totals: dict[str, dict[str, float]] = {}
+    for metrics in sorted(work.glob("*/order*/metrics.json")):
+        per = totals.setdefault(metrics.parent.parent.name, {})
+        for step in json.loads(metrics.read_text()).get("seconds", []):
+            for part, sec in step.items():
+                per[part] = per.get(part, 0.0) + float(sec)
+    return {
+        name: {k: round(v, 1) for k, v in per.items()} | {"total": round(sum(per.values()), 1)}
+        for name, per in totals.items()
+    }
 
 
 def main() -> None:
@@ -82,6 +100,7 @@ def main() -> None:
         "threads": args.threads,
         "command": " ".join(command),
         "wall_seconds_this_call": round(wall, 1),
+        "step_seconds": step_seconds(work),
         "peak_rss_mib_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
     atomic_write_json(record, out / "provenance.json")

@@ -281,6 +281,26 @@ def throughput_section(paths: list[Path], root: Path) -> list[str]:
     return lines
 
 
+def _step_seconds_lines(seconds: dict[str, dict[str, float]] | None, threads) -> list[str]:
+    """The comparison's cost per memory, summed over steps and orders (all its calls)."""
+    if not seconds:
+        return []
+    thread = f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""
+    lines = [
+        "",
+        f"Compute time (s, summed over every step and class order{thread}):",
+        "",
+        "| memory | build memory | train | evaluate | total |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in seconds.items():
+        cells = [f"{s.get(k, 0.0):,.0f}" for k in ("memory", "train", "eval", "total")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    total = sum(s.get("total", 0.0) for s in seconds.values())
+    lines += ["", f"All memories: {total / 3600:.2f} h."]
+    return lines
+
+
 def continual_section(paths: list[Path], root: Path, plots: Path) -> list[str]:
     from dream_cl.strategies.runner import plot_accuracy
 
@@ -327,6 +347,7 @@ def continual_section(paths: list[Path], root: Path, plots: Path) -> list[str]:
                 f"{p.get('date', '?')}, {p.get('device', '?')}); command: "
                 f"`{p.get('command', '?')}`." + (f" Note: {p['note']}." if p.get("note") else ""),
             ]
+            lines += _step_seconds_lines(p.get("step_seconds"), p.get("threads"))
         lines += ["", f"![{record['scenario']}]({png.relative_to(root.parent)})", ""]
     return lines
 

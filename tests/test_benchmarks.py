@@ -269,3 +269,27 @@ def test_an_efficiency_run_lock_left_by_a_killed_sweep_does_not_skip_the_run(
     with FolderLock(tmp_path, name=f".{key}.lock"):
         assert efficiency._child(setting, tmp_path) is None
     assert len(calls) == 1
+
+
+def test_the_continual_benchmark_sums_step_seconds_over_orders_and_calls(tmp_path) -> None:
+    """The comparison's cost comes from every order's per-step seconds, not from the one
+    resumed call that wrote the summary."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.continual import step_seconds
+    from benchmarks.report import _step_seconds_lines
+
+    steps = {
+        ("dream", 0): [{"memory": 10.0, "train": 5.0, "eval": 1.0}] * 2,
+        ("dream", 1): [{"memory": 20.0, "train": 5.0, "eval": 1.0}],
+        ("random", 0): [{"memory": 0.5, "train": 4.0, "eval": 1.0}],
+    }
+    for (memory, order), seconds in steps.items():
+        folder = tmp_path / memory / f"order{order}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"seconds": seconds}))
+    totals = step_seconds(tmp_path)
+    assert totals["dream"] == {"memory": 40.0, "train": 15.0, "eval": 3.0, "total": 58.0}
+    assert totals["random"]["total"] == 5.5
+    lines = _step_seconds_lines(totals, 1)
+    assert "| dream | 40 | 15 | 3 | 58 |" in lines and lines[-1] == "All memories: 0.02 h."
+    assert _step_seconds_lines(None, 1) == []
