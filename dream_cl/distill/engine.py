@@ -414,6 +414,264 @@ def _read_timing(path: Path) -> dict[str, Any]:
     return timing if isinstance(timing, dict) else {}
 
 
+def _sharded(train: DatasetSplit | ShardedTrain, shard: ClassShard, framework: str):
+    """This rank's share of ``train``, normalised with the framework's own statistics."""
+    if isinstance(train, DatasetSplit):
+        train = ShardedTrain.from_split(train, shard)
+    info = framework_info(train.info, framework)
+    if info == train.info:
+        return train
+    local = train.local
+    return ShardedTrain(
+        DatasetSplit(local.images, local.labels, info, local.held_out), train.offsets
+    )
+
+
+def _initial_set(
+    cfg: DistillConfig,
+    train: ShardedTrain,
+    train_dev: DatasetSplit,
+    shard: ClassShard,
+    streams: RandomStreams,
+    timer: Timer,
+    device: torch.device,
+    resuming: bool,
+) -> SyntheticSet:
+    """The synthetic set at iteration 0, or a blank one that a checkpoint fills."""
+    if resuming:
+        shape = (shard.stop - shard.start) * cfg.ipc, *train.local.images.shape[1:]
+        images = torch.zeros(shape, device=device)
+        return SyntheticSet(images, train.info, cfg.ipc, cfg.factor, classes=shard.classes)
+    # the network of iteration 0 embeds for the k-means init, as in the official code
+    with timer.section("init"):
+        embed = (
+            embed_fn(make_net(cfg, train_dev.info, device, 0), train_dev.info, device)
+            if cfg.init == "kmeans"
+            else None
+        )
+        return initialize(
+            train_dev,
+            cfg.ipc,
+            cfg.factor,
+            cfg.init,
+            embed=embed,
+            generator=streams.per_class,
+            device=device,
+            classes=shard.classes,
+        )
+
+
+@dataclass
+class DistillRun:
+    """One call of :func:`distill`: the run's state (:class:`RunState`, its one home) and
+    the things around it, each in one method: set-up and resume (:meth:`open`), periodic
+    evaluation (:meth:`evaluate`), checkpoints (:meth:`save_checkpoint`), the outer loop
+    (:meth:`run`) and the artifacts (:meth:`finish`)."""
+
+    cfg: DistillConfig
+    env: DistEnv
+    progress: Progress
+    device: torch.device
+    out_dir: Path | None
+    state: RunState
+    ctx: Context
+    test: DatasetSplit | None
+    data: dict[str, Any] | None
+    started: float
+    """``perf_counter()`` when this call began its work (after the folder checks)."""
+
+    @classmethod
+    def open(
+        cls,
+        cfg: DistillConfig,
+        train: DatasetSplit | ShardedTrain,
+        test: DatasetSplit | None,
+        *,
+        out: str | Path | None,
+        resume: bool,
+        progress: Progress | None,
+        env: DistEnv,
+        data: dict[str, Any] | None,
+    ) -> DistillRun:
+        """Check the inputs and the folder, then build the run fresh or from its checkpoint."""
+        cfg.validate()
+        progress = progress if (progress is not None and env.is_main) else NullProgress()
+        device = resolve_device(cfg.device)
+        out_dir = Path(out) if out is not None else None
+        if cfg.eval_every > 0 and test is None and env.is_main:
+            raise ValueError("eval_every > 0 needs a test split")
+        from dream_cl.data.validation import ValidationSpec, check_parts
+
+        check_parts(ValidationSpec(cfg.val_fraction, cfg.val_seed), train, test, cfg.eval_split)
+        saved = _prepare_out(out_dir, cfg, resume, progress, data)
+        if saved is not None:
+            _check_same_run(saved["config"], cfg, out_dir / CHECKPOINT_FILE)  # type: ignore[operator]
+
+        started = time.perf_counter()
+        shard = ClassShard.for_env(train.num_classes, env)
+        train = _sharded(train, shard, cfg.framework)
+        train_dev = train.to(device)
+        streams = RandomStreams.create(cfg.seed, shard.classes)
+        sampler = make_sampler(cfg, train_dev, shard.classes)
+        timer = Timer(device)
+        args = (cfg, train, train_dev, shard, streams, timer, device, saved is not None)
+        syn = _initial_set(*args)
+        syn.images.requires_grad_(True)
+        opt_img = torch.optim.SGD([syn.images], lr=cfg.lr_img, momentum=cfg.momentum_img)
+        state = RunState(cfg, shard, syn, opt_img, streams, sampler, timer)
+        if saved is not None:
+            state.load_state_dict(saved)
+            if env.is_main:
+                state.load_timing_dict(_read_timing(out_dir / TIMING_FILE))  # type: ignore[operator]
+            if state.iteration > cfg.iterations:
+                raise UserError(
+                    f"--resume: the run in {out_dir} is already at iteration "
+                    f"{state.iteration}; pass --iterations >= {state.iteration}"
+                )
+        ctx = Context(
+            cfg,
+            train_dev,
+            syn,
+            opt_img,
+            sampler,
+            streams,
+            device,
+            timer,
+            grad_scale=_grad_scale(cfg, train_dev, device),
+            shard=shard,
+            real_offsets=train.offsets,
+        )
+        if out_dir is not None and env.is_main:
+            atomic_write_json(run_record(cfg, data), out_dir / CONFIG_FILE)
+        return cls(cfg, env, progress, device, out_dir, state, ctx, test, data, started)
+
+    def evaluate(self, iteration: int) -> None:
+        """Train the evaluation models on the current set and record their accuracy
+        (collective: every rank gathers the set, rank 0 alone trains)."""
+        from dream_cl.evaluate import eval_recipe, evaluate_image_set
+
+        cfg, state = self.cfg, self.state
+        recipe = cfg.resolved_eval_recipe()
+        image_set = state.full_set(method_name(cfg))  # collective
+        if not self.env.is_main:
+            return
+        with state.timer.section("evaluation"):
+            result = evaluate_image_set(
+                image_set,
+                self.test,
+                model=cfg.eval_model,
+                repeats=cfg.eval_repeats,
+                cfg=eval_recipe(recipe, cfg.dataset, epochs=cfg.eval_epochs),
+                model_options=eval_model_options(cfg),
+                seed=cfg.seed,
+                device=self.device,
+            )
+        state.evals.append(
+            {
+                "iteration": iteration,
+                "model": cfg.eval_model,
+                "split": cfg.eval_split,
+                "recipe": recipe,
+                "mean": result.mean,
+                "std": result.std,
+                "accuracies": result.accuracies,
+            }
+        )
+
+    def save_checkpoint(self) -> None:
+        """Write the state and its timing atomically (collective; rank 0 writes)."""
+        if self.out_dir is None:
+            return
+        with self.state.timer.section("checkpoint"):
+            snapshot = self.state.state_dict()  # collective
+            if self.env.is_main:
+                atomic_torch_save(snapshot, self.out_dir / CHECKPOINT_FILE)
+                atomic_write_json(self.state.timing_dict(), self.out_dir / TIMING_FILE)
+
+    def run(self, stop_after: int | None = None) -> None:
+        """The framework's outer iterations from where the state is, evaluating and
+        checkpointing on schedule; ``stop_after`` ends early (with a checkpoint)."""
+        cfg, state, progress = self.cfg, self.state, self.progress
+        start = state.iteration
+        if start == 0 and cfg.eval_every > 0 and not any(e["iteration"] == 0 for e in state.evals):
+            self.evaluate(0)
+        step = FRAMEWORK_STEPS[cfg.framework]
+        progress.start("distill", cfg.iterations)
+        if start:
+            progress.advance("distill", start)
+        on_cpu = self.device.type == "cpu" and self.env.is_main
+        pace = PaceNote(cfg, cfg.iterations - start, progress, on_cpu)
+        self.ctx.on_inner = pace.inner_step
+        for it in range(start, cfg.iterations):
+            loss = step(self.ctx, it)
+            state.losses.append(loss)
+            done = state.iteration = it + 1
+            pace.outer_step(done - start)
+            if cfg.eval_every > 0 and done % cfg.eval_every == 0:
+                self.evaluate(done)
+            stopping = stop_after is not None and done - start >= stop_after
+            if done % cfg.checkpoint_every == 0 or done == cfg.iterations or stopping:
+                self.save_checkpoint()
+            maybe_fault(self.env, done)
+            metrics = {"loss": loss}
+            if state.evals:
+                metrics["acc"] = state.evals[-1]["mean"]
+            progress.advance("distill", 1, **metrics)
+            if stopping and done < cfg.iterations:
+                break
+        progress.finish("distill")
+
+    def metrics(self, image_set: ImageSet) -> dict[str, Any]:
+        """``metrics.json``: the loss curve, the evaluations, and where the time went."""
+        cfg, state = self.cfg, self.state
+        stats = getattr(state.sampler, "stats", None)
+        return {
+            "method": method_name(cfg),
+            "dataset": cfg.dataset,
+            "iterations_done": len(state.losses),
+            "losses": state.losses,
+            "evals": state.evals,
+            "time_seconds": dict(state.timer.seconds),
+            "time_laps": {k: list(v) for k, v in state.timer.laps.items()},
+            "wall_seconds_this_call": time.perf_counter() - self.started,
+            "sampler": None
+            if stats is None
+            else {
+                "refreshes": stats.refreshes,
+                "embed_seconds": stats.embed_seconds,
+                "kmeans_seconds": stats.kmeans_seconds,
+                "select_seconds": stats.select_seconds,
+            },
+            "stored_images": image_set.num_stored,
+            "decoded_images": image_set.num_decoded,
+            "device": str(self.device),
+            "processes": self.env.world_size,
+            "classes_per_process": state.shard.sizes(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "config": cfg.to_dict(),
+        }
+
+    def finish(self) -> DistillResult:
+        """The whole set (collective); rank 0 writes the artifacts of a finished run, or
+        ``metrics.partial.json`` for one stopped early."""
+        cfg, out_dir = self.cfg, self.out_dir
+        meta = {"ipc": cfg.ipc, "config": cfg.to_dict()}
+        image_set = self.state.full_set(method_name(cfg), meta=meta)
+        metrics = self.metrics(image_set)
+        if out_dir is not None and self.env.is_main:
+            if len(self.state.losses) == cfg.iterations:
+                from dream_cl.visualize import save_class_grid
+
+                save_image_set(image_set, out_dir)
+                save_class_grid(image_set.images, image_set.labels, out_dir / "grid.png")
+                atomic_write_json(metrics, out_dir / "metrics.json")
+            else:
+                atomic_write_json(metrics, out_dir / "metrics.partial.json")
+        return DistillResult(image_set, metrics, out_dir)
+
+
 def distill(
     cfg: DistillConfig,
     train: DatasetSplit | ShardedTrain,
@@ -441,188 +699,15 @@ def distill(
     classes' images. ``stop_after`` ends the run early after that many outer iterations
     of this call (with a checkpoint), which is how tests and schedulers interrupt a run.
     """
-    cfg.validate()
-    env = env or DistEnv.current()
-    progress = progress if (progress is not None and env.is_main) else NullProgress()
-    device = resolve_device(cfg.device)
-    out_dir = Path(out) if out is not None else None
-    if cfg.eval_every > 0 and test is None and env.is_main:
-        raise ValueError("eval_every > 0 needs a test split")
-    from dream_cl.data.validation import ValidationSpec, check_parts
-
-    check_parts(ValidationSpec(cfg.val_fraction, cfg.val_seed), train, test, cfg.eval_split)
-    saved = _prepare_out(out_dir, cfg, resume, progress, data)
-    if saved is not None:
-        _check_same_run(saved["config"], cfg, out_dir / CHECKPOINT_FILE)  # type: ignore[operator]
-
-    start_wall = time.perf_counter()
-    shard = ClassShard.for_env(train.num_classes, env)
-    if isinstance(train, DatasetSplit):
-        train = ShardedTrain.from_split(train, shard)
-    info = framework_info(train.info, cfg.framework)
-    if info != train.info:
-        local = train.local
-        split = DatasetSplit(local.images, local.labels, info, local.held_out)
-        train = ShardedTrain(split, train.offsets)
-    train_dev = train.to(device)
-    streams = RandomStreams.create(cfg.seed, shard.classes)
-    sampler = make_sampler(cfg, train_dev, shard.classes)
-    timer = Timer(device)
-    shape = (shard.stop - shard.start) * cfg.ipc, *train.local.images.shape[1:]
-    if saved is not None:
-        images = torch.zeros(shape, device=device)
-        syn = SyntheticSet(images, train.info, cfg.ipc, cfg.factor, classes=shard.classes)
-    else:
-        # the network of iteration 0 embeds for the k-means init, as in the official code
-        with timer.section("init"):
-            embed = (
-                embed_fn(make_net(cfg, train_dev.info, device, 0), train_dev.info, device)
-                if cfg.init == "kmeans"
-                else None
-            )
-            syn = initialize(
-                train_dev,
-                cfg.ipc,
-                cfg.factor,
-                cfg.init,
-                embed=embed,
-                generator=streams.per_class,
-                device=device,
-                classes=shard.classes,
-            )
-    syn.images.requires_grad_(True)
-    opt_img = torch.optim.SGD([syn.images], lr=cfg.lr_img, momentum=cfg.momentum_img)
-    state = RunState(cfg, shard, syn, opt_img, streams, sampler, timer)
-    if saved is not None:
-        state.load_state_dict(saved)
-        if env.is_main:
-            state.load_timing_dict(_read_timing(out_dir / TIMING_FILE))  # type: ignore[operator]
-        if state.iteration > cfg.iterations:
-            raise UserError(
-                f"--resume: the run in {out_dir} is already at iteration {state.iteration}; "
-                f"pass --iterations >= {state.iteration}"
-            )
-    ctx = Context(
+    run = DistillRun.open(
         cfg,
-        train_dev,
-        syn,
-        opt_img,
-        sampler,
-        streams,
-        device,
-        timer,
-        grad_scale=_grad_scale(cfg, train_dev, device),
-        shard=shard,
-        real_offsets=train.offsets,
+        train,
+        test,
+        out=out,
+        resume=resume,
+        progress=progress,
+        env=env or DistEnv.current(),
+        data=data,
     )
-    if out_dir is not None and env.is_main:
-        atomic_write_json(run_record(cfg, data), out_dir / CONFIG_FILE)
-
-    def evaluate_now(iteration: int) -> None:
-        from dream_cl.evaluate import eval_recipe, evaluate_image_set
-
-        recipe = cfg.resolved_eval_recipe()
-
-        image_set = state.full_set(method_name(cfg))  # collective
-        if not env.is_main:
-            return
-        with timer.section("evaluation"):
-            result = evaluate_image_set(
-                image_set,
-                test,
-                model=cfg.eval_model,
-                repeats=cfg.eval_repeats,
-                cfg=eval_recipe(recipe, cfg.dataset, epochs=cfg.eval_epochs),
-                model_options=eval_model_options(cfg),
-                seed=cfg.seed,
-                device=device,
-            )
-        state.evals.append(
-            {
-                "iteration": iteration,
-                "model": cfg.eval_model,
-                "split": cfg.eval_split,
-                "recipe": recipe,
-                "mean": result.mean,
-                "std": result.std,
-                "accuracies": result.accuracies,
-            }
-        )
-
-    def save_checkpoint() -> None:
-        if out_dir is None:
-            return
-        with timer.section("checkpoint"):
-            snapshot = state.state_dict()  # collective
-            if env.is_main:
-                atomic_torch_save(snapshot, out_dir / CHECKPOINT_FILE)
-                atomic_write_json(state.timing_dict(), out_dir / TIMING_FILE)
-
-    start = state.iteration
-    if start == 0 and cfg.eval_every > 0 and not any(e["iteration"] == 0 for e in state.evals):
-        evaluate_now(0)
-    step = FRAMEWORK_STEPS[cfg.framework]
-    progress.start("distill", cfg.iterations)
-    if start:
-        progress.advance("distill", start)
-    pace = PaceNote(cfg, cfg.iterations - start, progress, device.type == "cpu" and env.is_main)
-    ctx.on_inner = pace.inner_step
-    for it in range(start, cfg.iterations):
-        loss = step(ctx, it)
-        state.losses.append(loss)
-        done = state.iteration = it + 1
-        pace.outer_step(done - start)
-        if cfg.eval_every > 0 and done % cfg.eval_every == 0:
-            evaluate_now(done)
-        stopping = stop_after is not None and done - start >= stop_after
-        if done % cfg.checkpoint_every == 0 or done == cfg.iterations or stopping:
-            save_checkpoint()
-        maybe_fault(env, done)
-        metrics = {"loss": loss}
-        if state.evals:
-            metrics["acc"] = state.evals[-1]["mean"]
-        progress.advance("distill", 1, **metrics)
-        if stopping and done < cfg.iterations:
-            break
-    progress.finish("distill")
-
-    image_set = state.full_set(method_name(cfg), meta={"ipc": cfg.ipc, "config": cfg.to_dict()})
-    losses, evals = state.losses, state.evals
-    seconds = dict(timer.seconds)
-    stats = getattr(sampler, "stats", None)
-    metrics: dict[str, Any] = {
-        "method": method_name(cfg),
-        "dataset": cfg.dataset,
-        "iterations_done": len(losses),
-        "losses": losses,
-        "evals": evals,
-        "time_seconds": seconds,
-        "time_laps": {k: list(v) for k, v in timer.laps.items()},
-        "wall_seconds_this_call": time.perf_counter() - start_wall,
-        "sampler": None
-        if stats is None
-        else {
-            "refreshes": stats.refreshes,
-            "embed_seconds": stats.embed_seconds,
-            "kmeans_seconds": stats.kmeans_seconds,
-            "select_seconds": stats.select_seconds,
-        },
-        "stored_images": image_set.num_stored,
-        "decoded_images": image_set.num_decoded,
-        "device": str(device),
-        "processes": env.world_size,
-        "classes_per_process": shard.sizes(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "config": cfg.to_dict(),
-    }
-    if out_dir is not None and env.is_main and len(losses) == cfg.iterations:
-        from dream_cl.visualize import save_class_grid
-
-        save_image_set(image_set, out_dir)
-        save_class_grid(image_set.images, image_set.labels, out_dir / "grid.png")
-        atomic_write_json(metrics, out_dir / "metrics.json")
-    elif out_dir is not None and env.is_main:
-        atomic_write_json(metrics, out_dir / "metrics.partial.json")
-    return DistillResult(image_set, metrics, out_dir)
+    run.run(stop_after)
+    return run.finish()
