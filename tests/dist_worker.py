@@ -38,7 +38,7 @@ def distill_task(args: dict) -> dict:
 
 def broken_replica_task(args: dict) -> dict:
     """Rank 1's network is nudged: the sync check must stop every rank with one message."""
-    from dream_cl.distill.frameworks import make_net
+    from dream_cl.distill.context import make_net
     from dream_cl.distributed import DistEnv, ReplicaMismatch, check_replicated
 
     cfg = tiny_config("idc")

@@ -186,14 +186,14 @@ def test_matching_augmentation_is_siamese(train):
     """Real and synthetic halves of one class share one DSA draw (identical in, identical out)."""
     from types import SimpleNamespace
 
-    from dream_cl.distill.frameworks import _augment_pair
+    from dream_cl.distill.gradmatch import augment_pair
 
     g = gen(3)
     streams = SimpleNamespace(for_class=lambda c: g)
     ctx = SimpleNamespace(info=train.info, streams=streams, cfg=SimpleNamespace(framework="idc"))
     x = train.class_float(0)[:4]
     outs = [
-        _augment_pair(ctx, 0, x, x.clone(), "color_crop_cutout_flip_scale_rotate") for _ in range(5)
+        augment_pair(ctx, 0, x, x.clone(), "color_crop_cutout_flip_scale_rotate") for _ in range(5)
     ]
     for real, syn in outs:
         assert torch.equal(real, syn)
@@ -205,7 +205,8 @@ def test_matching_augmentation_is_siamese(train):
 
 
 def test_networks_are_seeded_by_run_seed_and_iteration(train):
-    from dream_cl.distill.frameworks import Context, Timer
+    from dream_cl.distill.context import Context
+    from dream_cl.distill.timer import Timer
 
     def net_params(seed: int, iteration: int) -> torch.Tensor:
         cfg = tiny("idc", seed=seed)
@@ -225,7 +226,8 @@ def test_networks_are_seeded_by_run_seed_and_iteration(train):
 
 def make_ctx(cfg: DistillConfig, train: DatasetSplit):
     """A framework context as the engine builds it (random init, CPU)."""
-    from dream_cl.distill.frameworks import Context, Timer
+    from dream_cl.distill.context import Context
+    from dream_cl.distill.timer import Timer
 
     streams = RandomStreams.create(cfg.seed, range(train.num_classes))
     syn = initialize(
@@ -241,7 +243,7 @@ def make_ctx(cfg: DistillConfig, train: DatasetSplit):
 @pytest.mark.parametrize("framework", ["dc", "dm"])
 def test_image_step_equals_the_papers_step_on_normalised_images(train, framework):
     """DC/DSA/DM step on z = (x - m)/s in their papers: the engine scales the x-gradient by s^2."""
-    from dream_cl.distill.frameworks import _set_image_grad
+    from dream_cl.distill.gradmatch import set_image_grad
 
     ctx = make_ctx(tiny(framework, lr_img=0.3), train)
     assert engine._grad_scale(tiny("idc"), train, torch.device("cpu")) is None  # IDC: none
@@ -250,7 +252,7 @@ def test_image_step_equals_the_papers_step_on_normalised_images(train, framework
     m, s = train.info.mean[0], train.info.std[0]
     w = torch.rand(x.shape, generator=gen(1))
     z = train.info.normalize(x)
-    _set_image_grad(ctx, (w * z**2).sum())
+    set_image_grad(ctx, (w * z**2).sum())
     ctx.opt_img.step()  # first step: momentum buffer = gradient
     z0 = (x0 - m) / s
     expected = (z0 - 0.3 * 2 * w * z0) * s + m
@@ -441,7 +443,7 @@ def test_same_seed_same_images_different_seed_different(train, framework):
 def test_dsa_and_dm_apply_one_op_group_per_call_idc_stacks_them():
     from types import SimpleNamespace
 
-    from dream_cl.distill.frameworks import augment_strategy
+    from dream_cl.distill.gradmatch import augment_strategy
 
     strategy = "color_crop_cutout_flip_scale_rotate"
     idc = SimpleNamespace(cfg=SimpleNamespace(framework="idc"))

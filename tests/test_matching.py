@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dream_cl.distill.frameworks import batched_class_gradients, batched_distance
+from dream_cl.distill.gradmatch import batched_class_gradients, batched_distance
 from dream_cl.distill.matching import (
     METRICS,
     distribution_distance,

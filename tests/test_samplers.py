@@ -227,7 +227,7 @@ def test_one_sampler_object_serves_two_frameworks(monkeypatch):
 
 
 def test_embed_fn_matches_plain_forward_and_leaves_the_net_as_it_was():
-    from dream_cl.distill.frameworks import embed_fn
+    from dream_cl.distill.context import embed_fn
     from dream_cl.models import build_model
 
     info = DatasetInfo("t", 3, 16, ("a", "b"), (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))

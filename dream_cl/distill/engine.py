@@ -27,7 +27,8 @@ import torch
 from dream_cl.artifact import ImageSet, save_image_set
 from dream_cl.data.base import DatasetInfo, DatasetSplit
 from dream_cl.distill.config import DistillConfig
-from dream_cl.distill.frameworks import FRAMEWORK_STEPS, Context, embed_fn, make_net
+from dream_cl.distill.context import Context, embed_fn, make_net
+from dream_cl.distill.frameworks import FRAMEWORK_STEPS
 from dream_cl.distill.samplers import RandomSampler, RealSampler, RepresentativeSampler
 from dream_cl.distill.streams import RandomStreams
 from dream_cl.distill.synthetic import SyntheticSet, initialize

@@ -1,0 +1,155 @@
+"""A framework step's context: the run's synthetic set, real data, optimiser, sampler and
+random streams in one object, and the seeded networks every framework builds.
+
+Kept apart from the loops (:mod:`dream_cl.distill.frameworks`) and the matching
+(:mod:`dream_cl.distill.gradmatch`) so that each reads on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from dream_cl.data.base import DatasetInfo, DatasetSplit
+from dream_cl.distill.config import DistillConfig
+from dream_cl.distill.samplers import EmbedFn, RealSampler
+from dream_cl.distill.streams import RandomStreams
+from dream_cl.distill.synthetic import SyntheticSet
+from dream_cl.distill.timer import Timer
+from dream_cl.distributed import (
+    ClassShard,
+    check_replicated,
+    generator_tensor,
+)
+from dream_cl.models import build_model
+
+if TYPE_CHECKING:
+    from dream_cl.distill.gradmatch import CompiledMatching
+
+
+def network_seed(seed: int, iteration: int) -> int:
+    """Seed of the network built at ``iteration`` (iteration 0 also serves the k-means init)."""
+    return (seed * 1_000_003 + iteration) % (2**63)
+
+
+@dataclass
+class Context:
+    """What a framework step needs; built once per run by the engine.
+
+    ``train``, ``syn``, ``opt_img`` and ``sampler`` hold the classes of ``shard`` only
+    (every class in a single process); ``real_offsets`` bounds each class in the *whole*
+    training split, so that every rank draws the same network-update batch.
+    """
+
+    cfg: DistillConfig
+    train: DatasetSplit  # on the run's device; the shard's classes
+    syn: SyntheticSet
+    opt_img: torch.optim.Optimizer
+    sampler: RealSampler
+    streams: RandomStreams
+    device: torch.device
+    timer: Timer
+    grad_scale: torch.Tensor | None = None
+    shard: ClassShard | None = None
+    real_offsets: torch.Tensor | None = None
+    compiled: CompiledMatching | None = field(default=None)
+    on_inner: Callable[[], None] | None = field(default=None, repr=False)
+    """Called after each inner step (IDC, DC, DSA): how the engine times a long run early."""
+
+    def __post_init__(self) -> None:
+        if self.shard is None:
+            self.shard = ClassShard(self.train.num_classes)
+        if self.real_offsets is None:
+            self.real_offsets = self.train.offsets
+
+    @property
+    def info(self):
+        return self.train.info
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The shared stream (network updates), identical on every rank."""
+        return self.streams.shared
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the whole run (not only the shard's)."""
+        return self.info.num_classes
+
+    @property
+    def sharded(self) -> bool:
+        assert self.shard is not None
+        return self.shard.world_size > 1
+
+    def make_net(self, iteration: int) -> nn.Module:
+        """A freshly initialised network, seeded by (seed, iteration)."""
+        net = make_net(self.cfg, self.info, self.device, iteration)
+        check_replicated(list(net.parameters()), f"network of iteration {iteration}")
+        return net
+
+    def embed_fn(self, net: nn.Module) -> EmbedFn:
+        return embed_fn(net, self.info, self.device)
+
+    def subsample_syn(self, x: torch.Tensor, c: int) -> torch.Tensor:
+        """At most ``batch_syn_max`` decoded images of class ``c`` (official subsampling)."""
+        m = self.cfg.batch_syn_max
+        if x.shape[0] <= m:
+            return x
+        idx = torch.randperm(x.shape[0], generator=self.streams.for_class(c))[:m]
+        return x[idx.to(x.device)]
+
+    def check_network(self, net: nn.Module, what: str) -> None:
+        """``DREAM_CL_CHECK_SYNC=1``: the network and the shared stream equal rank 0's."""
+        tensors = [*net.parameters(), *net.buffers(), generator_tensor(self.generator)]
+        check_replicated(tensors, what)
+
+
+def make_net(
+    cfg: DistillConfig, info: DatasetInfo, device: torch.device, iteration: int
+) -> nn.Module:
+    """A freshly initialised network, seeded by (seed, iteration)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(network_seed(cfg.seed, iteration))
+        net = build_model(
+            cfg.model,
+            channels=info.channels,
+            num_classes=info.num_classes,
+            image_size=info.image_size,
+            dataset=info.name,
+            **cfg.model_options(),
+        )
+    return net.to(device)
+
+
+def embed_fn(net: nn.Module, info: DatasetInfo, device: torch.device) -> EmbedFn:
+    """Features of [0,1] images through ``net`` (normalised first; eval mode, no grad).
+
+    On CPU the forward runs in channels-last layout (the network is switched for the call
+    and switched back; parameter values and identities are unchanged): the instance norm,
+    ReLU and pooling of a 128-wide net are memory-bound and run about 1.3x faster that way,
+    which matters because embedding every real image is most of a k-means refresh.
+    """
+    channels_last = device.type == "cpu"
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        was_training = net.training
+        net.eval()
+        fast = channels_last and x.ndim == 4
+        try:
+            with torch.no_grad():
+                z = info.normalize(x.to(device))
+                if fast:
+                    net.to(memory_format=torch.channels_last)
+                    z = z.contiguous(memory_format=torch.channels_last)
+                out = net.embed(z)
+        finally:
+            if fast:
+                net.to(memory_format=torch.contiguous_format)
+            net.train(was_training)
+        return out.contiguous()
+
+    return embed
