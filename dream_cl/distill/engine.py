@@ -415,7 +415,7 @@ def _read_timing(path: Path) -> dict[str, Any]:
     return timing if isinstance(timing, dict) else {}
 
 
-def _sharded(train: DatasetSplit | ShardedTrain, shard: ClassShard, framework: str):
+def _sharded(train: DatasetSplit | ShardedTrain, shard: ClassShard, framework: str) -> ShardedTrain:
     """This rank's share of ``train``, normalised with the framework's own statistics."""
     if isinstance(train, DatasetSplit):
         train = ShardedTrain.from_split(train, shard)
@@ -515,8 +515,16 @@ class DistillRun:
         streams = RandomStreams.create(cfg.seed, shard.classes)
         sampler = make_sampler(cfg, train_dev, shard.classes)
         timer = Timer(device)
-        args = (cfg, train, train_dev, shard, streams, timer, device, saved is not None)
-        syn = _initial_set(*args)
+        syn = _initial_set(
+            cfg,
+            train,
+            train_dev,
+            shard=shard,
+            streams=streams,
+            timer=timer,
+            device=device,
+            resuming=saved is not None,
+        )
         syn.images.requires_grad_(True)
         opt_img = torch.optim.SGD([syn.images], lr=cfg.lr_img, momentum=cfg.momentum_img)
         state = RunState(cfg, shard, syn, opt_img, streams, sampler, timer)
