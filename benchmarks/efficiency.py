@@ -232,6 +232,43 @@ def plot(summary: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def write_summary(
+    args: argparse.Namespace, settings: list[dict[str, Any]], runs_dir: Path, out_dir: Path
+) -> Path | None:
+    """Summarise every finished run of this sweep's settings (from ``runs_dir``, so it
+    counts the runs of any sweep sharing the work) and write the result and its plot."""
+    wanted = {run_key(s["dataset"], s["ipc"], s["variant"], s["seed"]) for s in settings}
+    rows = [
+        r
+        for r in collect(runs_dir)
+        if run_key(r["dataset"], r["ipc"], r["variant"], r["seed"]) in wanted
+        and (r["iterations"], r["eval_every"]) == (args.iterations, args.eval_every)
+    ]
+    if not rows:
+        return None
+    summary = summarize(rows)
+    import torch
+
+    from dream_cl.utils import resolve_device
+
+    torch.set_num_threads(args.threads)  # provenance records the runs' thread count
+    cli_settings = {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in vars(args).items()
+        if k not in ("child", "out_dir")
+    }
+    record_rows = [{k: v for k, v in r.items() if k != "config"} for r in rows]
+    path = write_result(
+        args.name,
+        resolve_device(args.device),
+        {**cli_settings, "preset": "cpu", "config_example": rows[0]["config"]},
+        {"summary": summary, "runs": record_rows},
+        out_dir,
+    )
+    plot(summary, out_dir / "plots" / f"{args.name}.png")  # after the provenance check
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="mnist,fashion_mnist")
@@ -303,36 +340,12 @@ def main() -> None:
                 f"  final {100 * row['accuracy'][-1]:.2f}%  ({row['wall_seconds']:.0f}s)",
                 flush=True,
             )
-    wanted = {run_key(s["dataset"], s["ipc"], s["variant"], s["seed"]) for s in settings}
-    rows = [
-        r
-        for r in collect(runs_dir)
-        if run_key(r["dataset"], r["ipc"], r["variant"], r["seed"]) in wanted
-        and (r["iterations"], r["eval_every"]) == (args.iterations, args.eval_every)
-    ]
-    if not rows:
+            # a sweep stopped at any point leaves a summary of what it finished
+            write_summary(args, settings, runs_dir, out_dir)
+    path = write_summary(args, settings, runs_dir, out_dir)
+    if path is None:
         print("no finished runs yet")
         return
-    summary = summarize(rows)
-    import torch
-
-    from dream_cl.utils import resolve_device
-
-    torch.set_num_threads(args.threads)  # provenance records the runs' thread count
-    cli_settings = {
-        k: str(v) if isinstance(v, Path) else v
-        for k, v in vars(args).items()
-        if k not in ("child", "out_dir")
-    }
-    record_rows = [{k: v for k, v in r.items() if k != "config"} for r in rows]
-    path = write_result(
-        args.name,
-        resolve_device(args.device),
-        {**cli_settings, "preset": "cpu", "config_example": rows[0]["config"]},
-        {"summary": summary, "runs": record_rows},
-        out_dir,
-    )
-    plot(summary, out_dir / "plots" / f"{args.name}.png")  # after the provenance check
     print(f"wrote {path}")
 
 
