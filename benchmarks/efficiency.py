@@ -143,6 +143,11 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((r["dataset"], r["ipc"]), {}).setdefault(r["variant"], []).append(r)
     out = []
     for (dataset, ipc), by_variant in sorted(groups.items()):
+        # compare like with like: while a sweep is partial, only the seeds every variant
+        # has finished (a variant's mean over more seeds is not comparable to one over fewer)
+        common = set.intersection(*({r["seed"] for r in runs} for runs in by_variant.values()))
+        waiting = sum(r["seed"] not in common for runs in by_variant.values() for r in runs)
+        by_variant = {v: [r for r in runs if r["seed"] in common] for v, runs in by_variant.items()}
         curves = {}
         for variant, runs in by_variant.items():
             its = runs[0]["eval_iterations"]
@@ -167,6 +172,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 ),
             }
         entry: dict[str, Any] = {"dataset": dataset, "ipc": ipc, "curves": curves}
+        if waiting:
+            entry["runs_waiting_for_their_seed"] = waiting
         base = curves.get("baseline")
         if base is not None:
             target = base["final_mean"]

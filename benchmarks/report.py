@@ -187,9 +187,19 @@ def efficiency_section(path: Path, root: Path, plots: Path) -> list[str]:
     for entry in summary:
         its = next(iter(entry["curves"].values()))["iterations"]
         head = " | ".join(f"it {i}" for i in its)
+        waiting = entry.get("runs_waiting_for_their_seed")
         lines += [
             f"### {entry['dataset']}, IPC {entry['ipc']}",
             "",
+            *(
+                [
+                    f"Over the seeds every variant has finished; {waiting} more finished "
+                    "run(s) wait for their seed's other variants.",
+                    "",
+                ]
+                if waiting
+                else []
+            ),
             f"| variant | seeds | {head} | final (mean ± std) | gain "
             "| iterations to target | ratio |",
             "|---|---|" + "---|" * len(its) + "---|---|---|---|",
