@@ -338,6 +338,7 @@ def main() -> None:
         for variant in args.variants.split(",")
     ]
     todo = [] if args.summarize_only else settings
+    cached = {path.stem for path in runs_dir.glob("*.json")}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for row in pool.map(lambda s: _child(s, runs_dir), todo):
             if row is None:
@@ -347,8 +348,9 @@ def main() -> None:
                 f"  final {100 * row['accuracy'][-1]:.2f}%  ({row['wall_seconds']:.0f}s)",
                 flush=True,
             )
-            # a sweep stopped at any point leaves a summary of what it finished
-            write_summary(args, settings, runs_dir, out_dir)
+            if run_key(row["dataset"], row["ipc"], row["variant"], row["seed"]) not in cached:
+                # a sweep stopped at any point leaves a summary of what it finished
+                write_summary(args, settings, runs_dir, out_dir)
     path = write_summary(args, settings, runs_dir, out_dir)
     if path is None:
         print("no finished runs yet")

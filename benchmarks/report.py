@@ -90,14 +90,14 @@ CL_CONTEXT: dict[str, str] = {
 }
 
 
-def _cl_context(key: str) -> list[str]:
-    note = CL_CONTEXT.get(key)
+def _note(notes: dict[str, str], key: str) -> list[str]:
+    """A section's note paragraph (and the blank line after it), if it has one."""
+    note = notes.get(key)
     return [note, ""] if note else []
 
 
 def _superseded(key: str) -> list[str]:
-    note = SUPERSEDED.get(key)
-    return [note, ""] if note else []
+    return _note(SUPERSEDED, key)
 
 
 def _source(record: dict[str, Any], path: Path, root: Path) -> str:
@@ -353,7 +353,7 @@ def continual_section(paths: list[Path], root: Path, plots: Path) -> list[str]:
             f"### {record['scenario']} ({n} class order{'s' if n != 1 else ''})",
             "",
             *_superseded(path.parent.name),
-            *_cl_context(path.parent.name),
+            *_note(CL_CONTEXT, path.parent.name),
             "| memory | stored | decoded | final | average incremental | forgetting |",
             "|---|---|---|---|---|---|",
         ]

@@ -125,20 +125,25 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     assert (results / "plots" / "efficiency.png").stat().st_size > 0  # written by both scripts
 
 
+def _efficiency_row(variant: str, seed: int, accs: list[float], its: list[int]) -> dict:
+    """One finished efficiency run as the sweep stores it (only what summarize reads)."""
+    return {
+        "dataset": "d",
+        "ipc": 1,
+        "variant": variant,
+        "seed": seed,
+        "eval_iterations": its,
+        "accuracy": accs,
+        "time_seconds": {"matching": 1.0},
+    }
+
+
 def test_efficiency_summary_counts_iterations_to_the_baseline_final():
     sys.path.insert(0, str(ROOT))
     from benchmarks.efficiency import summarize
 
     def row(variant, seed, accs):
-        return {
-            "dataset": "d",
-            "ipc": 1,
-            "variant": variant,
-            "seed": seed,
-            "eval_iterations": [0, 5, 10, 15, 20],
-            "accuracy": accs,
-            "time_seconds": {"matching": 1.0},
-        }
+        return _efficiency_row(variant, seed, accs, [0, 5, 10, 15, 20])
 
     rows = [
         row("baseline", 0, [0.50, 0.60, 0.70, 0.75, 0.80]),
@@ -174,15 +179,7 @@ def test_a_partial_efficiency_summary_compares_only_seeds_every_variant_has():
     from benchmarks.efficiency import summarize
 
     def row(variant, seed, accs):
-        return {
-            "dataset": "d",
-            "ipc": 1,
-            "variant": variant,
-            "seed": seed,
-            "eval_iterations": [0, 10],
-            "accuracy": accs,
-            "time_seconds": {"matching": 1.0},
-        }
+        return _efficiency_row(variant, seed, accs, [0, 10])
 
     rows = [row("baseline", 0, [0.5, 0.8]), row("baseline", 1, [0.5, 0.6])]
     rows += [row("dream", 0, [0.6, 0.8])]
