@@ -133,6 +133,26 @@ def _partial_note(record: dict[str, Any], resumable: bool = True) -> list[str]:
     return [note + ".", ""]
 
 
+def _run_machines(record: dict[str, Any]) -> list[str]:
+    """Name the CPU models a sweep's runs ran on when they were not all on one machine.
+
+    The source line names the machine that wrote the summary; a sweep resumed across sessions
+    may have run its seeds on different CPUs, which matters to anyone reading its times.
+    """
+    counts: dict[str, int] = {}
+    for run in record["results"].get("runs", []):
+        model = str(run.get("cpu_model") or "not recorded")
+        counts[model] = counts.get(model, 0) + 1
+    if len(counts) < 2:
+        return []
+    parts = "; ".join(f"{n} on {model}" for model, n in counts.items())
+    return [
+        f"The runs ran on more than one CPU model ({parts}); the accuracies do not depend on "
+        "it, and no time from this table is compared across those machines.",
+        "",
+    ]
+
+
 def efficiency_section(path: Path, root: Path, plots: Path) -> list[str]:
     from benchmarks.efficiency import plot
 
@@ -183,6 +203,7 @@ def efficiency_section(path: Path, root: Path, plots: Path) -> list[str]:
         *_superseded(path.stem),
         _source(record, path, root),
         "",
+        *_run_machines(record),
     ]
     for entry in summary:
         its = next(iter(entry["curves"].values()))["iterations"]

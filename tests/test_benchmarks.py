@@ -316,3 +316,13 @@ def test_the_continual_benchmark_sums_step_seconds_over_orders_and_calls(tmp_pat
     lines = _step_seconds_lines(totals, 1)
     assert "| dream | 40 | 15 | 3 | 58 |" in lines and lines[-1] == "All memories: 0.02 h."
     assert _step_seconds_lines(None, 1) == []
+
+
+def test_an_efficiency_sweep_run_on_two_cpu_models_names_both() -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.report import _run_machines
+
+    runs = [{"cpu_model": "Zen 3"}, {"cpu_model": "Zen 3"}, {"cpu_model": "Zen 5"}]
+    (line, _) = _run_machines({"results": {"runs": runs}})
+    assert "2 on Zen 3" in line and "1 on Zen 5" in line
+    assert _run_machines({"results": {"runs": runs[:2]}}) == []
