@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -135,10 +136,8 @@ def _run_machines(record: dict[str, Any]) -> list[str]:
     The source line names the machine that wrote the summary; a sweep resumed across sessions
     may have run its seeds on different CPUs, which matters to anyone reading its times.
     """
-    counts: dict[str, int] = {}
-    for run in record["results"].get("runs", []):
-        model = str(run.get("cpu_model") or "not recorded")
-        counts[model] = counts.get(model, 0) + 1
+    runs = record["results"].get("runs", [])
+    counts = Counter(str(run.get("cpu_model") or "not recorded") for run in runs)
     if len(counts) < 2:
         return []
     parts = "; ".join(f"{n} on {model}" for model, n in counts.items())
