@@ -123,7 +123,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=20)
     ap.add_argument("--orders", type=int, default=3)
     ap.add_argument("--checks", default="distill,cl")
-    ap.add_argument("--data-root", type=Path, default=Path(os.environ.get("DREAM_CL_DATA", "data")))
+    ap.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     ap.add_argument("--work-dir", type=Path, default=Path("runs/benchmarks/equivalence"))
     ap.add_argument("--name", default="equivalence")
     ap.add_argument("--quick", action="store_true", help="tiny setting, for the smoke test")
