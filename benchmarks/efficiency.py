@@ -27,11 +27,14 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import RESULTS_DIR, provenance, write_result  # noqa: E402
+
+if TYPE_CHECKING:
+    from dream_cl.distill.config import DistillConfig
 
 VARIANTS: dict[str, dict[str, str]] = {
     "baseline": {"sampler": "random", "init": "random"},
@@ -45,16 +48,10 @@ def run_key(dataset: str, ipc: int, variant: str, seed: int) -> str:
     return f"{dataset}-ipc{ipc}-{variant}-seed{seed}"
 
 
-def one_run(setting: dict[str, Any]) -> dict[str, Any]:
-    """Distill one variant and return its accuracy curve (runs in a child process)."""
-    import torch
-
-    from dream_cl.data import load_train_test
+def run_config(setting: dict[str, Any], image_size: int) -> DistillConfig:
+    """The resolved distillation config of one run."""
     from dream_cl.distill.config import resolve_config
-    from dream_cl.distill.engine import distill
 
-    torch.set_num_threads(setting["threads"])
-    train, test = load_train_test(setting["dataset"], Path(setting["data_root"]))
     overrides = {
         **VARIANTS[setting["variant"]],
         "seed": setting["seed"],
@@ -64,13 +61,31 @@ def one_run(setting: dict[str, Any]) -> dict[str, Any]:
         "device": setting["device"],
     }
     overrides.update(setting.get("extra") or {})
-    cfg = resolve_config(
-        setting["dataset"],
-        setting["ipc"],
-        preset="cpu",
-        image_size=train.info.image_size,
-        overrides=overrides,
+    return resolve_config(
+        setting["dataset"], setting["ipc"], preset="cpu", image_size=image_size, overrides=overrides
     )
+
+
+def run_identity(cfg: DistillConfig) -> dict[str, Any]:
+    """What a finished run's row must match to be reused: its resolved distillation config
+    and evaluation recipe (a preset or recipe changed since makes the row stale)."""
+    from dream_cl.evaluate import eval_recipe, resolve_eval_config
+
+    recipe = eval_recipe(cfg.resolved_eval_recipe(), cfg.dataset, epochs=cfg.eval_epochs)
+    resolved = resolve_eval_config(recipe, cfg.dataset, cfg.factor, cfg.ipc)
+    return {"config": cfg.to_dict(), "eval_config": resolved.to_dict()}
+
+
+def one_run(setting: dict[str, Any]) -> dict[str, Any]:
+    """Distill one variant and return its accuracy curve (runs in a child process)."""
+    import torch
+
+    from dream_cl.data import load_train_test
+    from dream_cl.distill.engine import distill
+
+    torch.set_num_threads(setting["threads"])
+    train, test = load_train_test(setting["dataset"], Path(setting["data_root"]))
+    cfg = run_config(setting, train.info.image_size)
     # each run keeps a checkpointed run folder, so a later sweep with more --iterations
     # continues it instead of starting over
     out = Path(setting["work_dir"]) / run_key(
@@ -80,7 +95,7 @@ def one_run(setting: dict[str, Any]) -> dict[str, Any]:
     m = result.metrics
     return {
         **setting,
-        "config": cfg.to_dict(),
+        **run_identity(cfg),
         "eval_iterations": [e["iteration"] for e in m["evals"]],
         "accuracy": [e["mean"] for e in m["evals"]],
         "time_seconds": m["time_seconds"],
@@ -89,10 +104,15 @@ def one_run(setting: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _child(setting: dict[str, Any], runs_dir: Path) -> dict[str, Any] | None:
+def _child(
+    setting: dict[str, Any], runs_dir: Path, identity: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """One run through a child process; cached by its key, skipped while another sweep
     process holds its lock (so a second sweep can share the work). The lock is an
-    ``fcntl`` lock, so a killed sweep leaves none behind that would skip the run forever."""
+    ``fcntl`` lock, so a killed sweep leaves none behind that would skip the run forever.
+
+    A finished row is reused only when it matches ``identity`` (see :func:`run_identity`;
+    when given): a row from an older preset or recipe runs again, never silently reported."""
     from dream_cl.errors import UserError
     from dream_cl.runfolder import FolderLock
 
@@ -100,8 +120,10 @@ def _child(setting: dict[str, Any], runs_dir: Path) -> dict[str, Any] | None:
     path = runs_dir / f"{key}.json"
     if path.exists():
         row = json.loads(path.read_text())
-        if all(row.get(k) == setting[k] for k in ("iterations", "eval_every", "eval_epochs")):
+        same = all(row.get(k) == setting[k] for k in ("iterations", "eval_every", "eval_epochs"))
+        if same and (identity is None or all(row.get(k) == v for k, v in identity.items())):
             return row
+        print(f"{key}: the finished run is stale (settings, config or recipe); running again")
     try:
         lock = FolderLock(runs_dir, name=f".{key}.lock").acquire()
     except UserError:
@@ -121,6 +143,24 @@ def _child(setting: dict[str, Any], runs_dir: Path) -> dict[str, Any] | None:
         return row
     finally:
         lock.release()
+
+
+def _setting_key(s: dict[str, Any]) -> str:
+    return run_key(s["dataset"], s["ipc"], s["variant"], s["seed"])
+
+
+def _identities(settings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each run's :func:`run_identity`, reading each dataset once for its image size."""
+    from dream_cl.data import load_train_test
+
+    sizes: dict[tuple[str, str], int] = {}
+    out = {}
+    for s in settings:
+        where = (s["dataset"], s["data_root"])
+        if where not in sizes:
+            sizes[where] = load_train_test(s["dataset"], Path(s["data_root"]))[0].info.image_size
+        out[_setting_key(s)] = run_identity(run_config(s, sizes[where]))
+    return out
 
 
 def collect(runs_dir: Path) -> list[dict[str, Any]]:
@@ -264,11 +304,16 @@ def write_summary(
         for k, v in vars(args).items()
         if k not in ("child", "out_dir")
     }
-    record_rows = [{k: v for k, v in r.items() if k != "config"} for r in rows]
+    record_rows = [{k: v for k, v in r.items() if k not in ("config", "eval_config")} for r in rows]
     path = write_result(
         args.name,
         resolve_device(args.device),
-        {**cli_settings, "preset": "cpu", "config_example": rows[0]["config"]},
+        {
+            **cli_settings,
+            "preset": "cpu",
+            "config_example": rows[0]["config"],
+            "eval_config_example": rows[0].get("eval_config"),
+        },
         {"summary": summary, "runs": record_rows},
         out_dir,
     )
@@ -339,8 +384,9 @@ def main() -> None:
     ]
     todo = [] if args.summarize_only else settings
     cached = {path.stem for path in runs_dir.glob("*.json")}
+    identities = _identities(todo)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for row in pool.map(lambda s: _child(s, runs_dir), todo):
+        for row in pool.map(lambda s: _child(s, runs_dir, identities[_setting_key(s)]), todo):
             if row is None:
                 continue
             print(

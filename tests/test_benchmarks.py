@@ -294,6 +294,35 @@ def test_an_efficiency_run_lock_left_by_a_killed_sweep_does_not_skip_the_run(
     assert len(calls) == 1
 
 
+def test_an_efficiency_row_from_another_config_or_recipe_runs_again(tmp_path, monkeypatch):
+    """A finished row is reused only at the config and evaluation recipe the current code
+    resolves; one from an older preset (another lr_img) or recipe is run again."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import efficiency
+
+    setting = {"dataset": "mnist", "ipc": 1, "variant": "dream", "seed": 0, "extra": {}}
+    setting |= {"iterations": 2, "eval_every": 1, "eval_epochs": 1, "device": "cpu"}
+    identity = efficiency.run_identity(efficiency.run_config(setting, 28))
+    assert identity["config"]["sampler"] == "representative"
+    assert identity["eval_config"]["dsa_strategy"]  # resolved, not left to the evaluator
+    key = efficiency.run_key("mnist", 1, "dream", 0)
+    fresh = setting | identity | {"accuracy": [0.5]}
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout=json.dumps(fresh) + "\n", stderr="")
+
+    monkeypatch.setattr(efficiency.subprocess, "run", fake_run)
+    old_preset = {**identity["config"], "lr_img": identity["config"]["lr_img"] / 3}
+    old_recipe = {**identity["eval_config"], "dsa_strategy": "color_crop_cutout"}
+    for stale in ({"config": old_preset}, {"eval_config": old_recipe}):
+        (tmp_path / f"{key}.json").write_text(json.dumps(fresh | stale | {"accuracy": [0.9]}))
+        assert efficiency._child(setting, tmp_path, identity) == fresh
+    assert len(calls) == 2
+    assert efficiency._child(setting, tmp_path, identity) == fresh and len(calls) == 2
+
+
 def test_the_continual_benchmark_sums_step_seconds_over_orders_and_calls(tmp_path) -> None:
     """The comparison's cost comes from every order's per-step seconds, not from the one
     resumed call that wrote the summary."""
