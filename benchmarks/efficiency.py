@@ -76,6 +76,17 @@ def run_identity(cfg: DistillConfig) -> dict[str, Any]:
     return {"config": cfg.to_dict(), "eval_config": resolved.to_dict()}
 
 
+def is_current(row: dict[str, Any], identity: dict[str, Any]) -> bool:
+    """Whether a finished row matches the run the current code would make.
+
+    Rows written before rows recorded ``eval_config`` are judged by their config alone: of
+    the committed ones, only CIFAR-10's match today's config, and no evaluation-recipe
+    change has landed since their commit."""
+    if row.get("config") != identity["config"]:
+        return False
+    return "eval_config" not in row or row["eval_config"] == identity["eval_config"]
+
+
 def one_run(setting: dict[str, Any]) -> dict[str, Any]:
     """Distill one variant and return its accuracy curve (runs in a child process)."""
     import torch
@@ -121,7 +132,7 @@ def _child(
     if path.exists():
         row = json.loads(path.read_text())
         same = all(row.get(k) == setting[k] for k in ("iterations", "eval_every", "eval_epochs"))
-        if same and (identity is None or all(row.get(k) == v for k, v in identity.items())):
+        if same and (identity is None or is_current(row, identity)):
             return row
         print(f"{key}: the finished run is stale (settings, config or recipe); running again")
     try:
@@ -280,16 +291,27 @@ def plot(summary: list[dict[str, Any]], path: Path) -> Path:
 
 
 def write_summary(
-    args: argparse.Namespace, settings: list[dict[str, Any]], runs_dir: Path, out_dir: Path
+    args: argparse.Namespace,
+    settings: list[dict[str, Any]],
+    runs_dir: Path,
+    out_dir: Path,
+    identities: dict[str, dict[str, Any]],
 ) -> Path | None:
     """Summarise every finished run of this sweep's settings (from ``runs_dir``, so it
-    counts the runs of any sweep sharing the work) and write the result and its plot."""
-    wanted = {run_key(s["dataset"], s["ipc"], s["variant"], s["seed"]) for s in settings}
+    counts the runs of any sweep sharing the work) and write the result and its plot.
+
+    A row whose config or recipe is not the one ``identities`` holds (a stale run not yet
+    rerun) is left out: the summary counts it as not finished."""
+    wanted = {_setting_key(s) for s in settings}
+
+    def current(r: dict[str, Any]) -> bool:
+        key = _setting_key(r)
+        return key in wanted and is_current(r, identities[key])
+
     rows = [
         r
         for r in collect(runs_dir)
-        if run_key(r["dataset"], r["ipc"], r["variant"], r["seed"]) in wanted
-        and (r["iterations"], r["eval_every"]) == (args.iterations, args.eval_every)
+        if current(r) and (r["iterations"], r["eval_every"]) == (args.iterations, args.eval_every)
     ]
     if not rows:
         return None
@@ -384,7 +406,7 @@ def main() -> None:
     ]
     todo = [] if args.summarize_only else settings
     cached = {path.stem for path in runs_dir.glob("*.json")}
-    identities = _identities(todo)
+    identities = _identities(settings)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for row in pool.map(lambda s: _child(s, runs_dir, identities[_setting_key(s)]), todo):
             if row is None:
@@ -396,8 +418,8 @@ def main() -> None:
             )
             if run_key(row["dataset"], row["ipc"], row["variant"], row["seed"]) not in cached:
                 # a sweep stopped at any point leaves a summary of what it finished
-                write_summary(args, settings, runs_dir, out_dir)
-    path = write_summary(args, settings, runs_dir, out_dir)
+                write_summary(args, settings, runs_dir, out_dir, identities)
+    path = write_summary(args, settings, runs_dir, out_dir, identities)
     if path is None:
         print("no finished runs yet")
         return

@@ -321,6 +321,9 @@ def test_an_efficiency_row_from_another_config_or_recipe_runs_again(tmp_path, mo
         assert efficiency._child(setting, tmp_path, identity) == fresh
     assert len(calls) == 2
     assert efficiency._child(setting, tmp_path, identity) == fresh and len(calls) == 2
+    legacy = {k: v for k, v in fresh.items() if k != "eval_config"}  # before rows kept it
+    assert efficiency.is_current(legacy, identity)
+    assert not efficiency.is_current(legacy | {"config": old_preset}, identity)
 
 
 def test_the_continual_benchmark_sums_step_seconds_over_orders_and_calls(tmp_path) -> None:
