@@ -67,9 +67,6 @@ SUPERSEDED: dict[str, str] = {
     "the cpu preset distils FashionMNIST at 300x the paper's image rate (validation "
     "choice), not 100x. "
     "Replaced by a rerun of `python benchmarks/continual.py fmnist-5step` (pending).",
-    "equivalence": "**Recipe since changed.** Both sides of each comparison used one "
-    "evaluation recipe, so 1 vs 2 processes stands; the absolute MNIST accuracies used the "
-    "old factor-2 recipe and the digits runs the old preset and ResNet-10 branch.",
 }
 
 
