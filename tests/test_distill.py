@@ -393,6 +393,20 @@ def test_resume_is_bit_identical(train, tmp_path, framework, overrides, stop_aft
     assert torch.equal(saved.images, whole.image_set.images)
 
 
+@pytest.mark.parametrize("framework", ["idc", "dm"])
+def test_periodic_evaluation_does_not_change_the_distilled_set(train, framework):
+    """Monitoring is read-only: evaluating every iteration trains its own networks on its
+    own generator, so the set equals the unmonitored run's (a set distilled with one
+    eval_every can be continued or reused under another)."""
+    plain = engine.distill(tiny(framework, iterations=3, eval_every=0), train)
+    watched = engine.distill(
+        tiny(framework, iterations=3, eval_every=1, eval_epochs=2), train, _digits()
+    )
+    assert [e["iteration"] for e in watched.metrics["evals"]] == [0, 1, 2, 3]
+    assert torch.equal(plain.image_set.images, watched.image_set.images)
+    assert plain.metrics["losses"] == watched.metrics["losses"]
+
+
 def test_resume_refuses_changed_settings_and_fresh_run_refuses_used_dir(train, tmp_path):
     cfg = tiny("dm", iterations=3)
     engine.distill(cfg, train, out=tmp_path, stop_after=1)
