@@ -326,6 +326,34 @@ def test_an_efficiency_row_from_another_config_or_recipe_runs_again(tmp_path, mo
     assert not efficiency.is_current(legacy | {"config": old_preset}, identity)
 
 
+def test_a_longer_efficiency_sweep_continues_the_shorter_ones_runs(tmp_path) -> None:
+    """--continue-from: a 40-iteration sweep starts from the 20-iteration sweep's run of the
+    same settings, and ends where a fresh long run ends; a run of other settings is not
+    taken."""
+    import torch
+    from fakedata import tiny_digits, tiny_distill_config
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import efficiency
+    from dream_cl.distill.engine import distill
+
+    train, test = tiny_digits(3, 30), tiny_digits(3, 30)
+    short = tiny_distill_config("idc", iterations=2, eval_every=1, eval_epochs=2)
+    long = tiny_distill_config("idc", iterations=4, eval_every=1, eval_epochs=2)
+    distill(short, train, test, out=tmp_path / "short" / "run")
+    out = tmp_path / "long" / "run"
+    efficiency._start_from(tmp_path / "short", out, long)
+    assert (out / "checkpoint.pt").is_file() and not list(out.glob("*.lock"))
+    continued = distill(long, train, test, out=out, resume=True)
+    fresh = distill(long, train, test)
+    assert torch.equal(continued.image_set.images, fresh.image_set.images)
+    assert continued.metrics["evals"] == fresh.metrics["evals"]
+
+    other = tiny_distill_config("idc", iterations=4, eval_every=1, eval_epochs=2, seed=5)
+    efficiency._start_from(tmp_path / "short", tmp_path / "other" / "run", other)
+    assert not (tmp_path / "other" / "run").exists()
+
+
 def test_the_continual_benchmark_sums_step_seconds_over_orders_and_calls(tmp_path) -> None:
     """The comparison's cost comes from every order's per-step seconds, not from the one
     resumed call that wrote the summary."""
