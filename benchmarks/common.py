@@ -23,20 +23,32 @@ from dream_cl.utils import atomic_write_json
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
-def git_commit() -> str:
+def git_commit(cwd: Path | None = None) -> str:
+    """The short commit of the code that runs, "-dirty" when tracked code differs from it."""
+    cwd = cwd or Path(__file__).resolve().parent
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             check=True,
-            cwd=Path(__file__).resolve().parent,
+            cwd=cwd,
         )
+        # result files are not code: a sweep that has rewritten some is not "dirty"
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ":(top)",
+                ":(top,exclude)benchmarks/results",
+                ":(top,exclude)benchmarks/RESULTS.md",
+            ],
             capture_output=True,
             text=True,
-            cwd=Path(__file__).resolve().parent,
+            cwd=cwd,
         ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

@@ -354,6 +354,30 @@ def test_a_longer_efficiency_sweep_continues_the_shorter_ones_runs(tmp_path) -> 
     assert not (tmp_path / "other" / "run").exists()
 
 
+def test_rewritten_result_files_do_not_mark_the_commit_dirty(tmp_path) -> None:
+    """A sweep rewrites result files as it goes; only a change to code is "-dirty"."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "a.json").write_text("{}")
+    (tmp_path / "benchmarks" / "RESULTS.md").write_text("# r")
+    (tmp_path / "code.py").write_text("x = 1")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    clean = git_commit(tmp_path / "benchmarks")
+    assert clean != "unknown" and not clean.endswith("-dirty")
+    (tmp_path / "benchmarks" / "results" / "a.json").write_text('{"b": 1}')
+    (tmp_path / "benchmarks" / "RESULTS.md").write_text("# r2")
+    assert git_commit(tmp_path / "benchmarks") == clean
+    (tmp_path / "code.py").write_text("x = 2")
+    assert git_commit(tmp_path / "benchmarks") == clean + "-dirty"
+
+
 def test_the_continual_benchmark_sums_step_seconds_over_orders_and_calls(tmp_path) -> None:
     """The comparison's cost comes from every order's per-step seconds, not from the one
     resumed call that wrote the summary."""
