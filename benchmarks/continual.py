@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--work-dir", type=Path, default=Path("runs/benchmarks"))
     ap.add_argument("--out-dir", type=Path, default=None)
     ap.add_argument("--extra", default="", help="more `dream-cl compare` options, quoted")
+    ap.add_argument("--note", default="", help="how this result was made, when not one call")
     args = ap.parse_args()
 
     name = f"cl-{args.scenario}-{args.preset}"
@@ -103,6 +104,8 @@ def main() -> None:
         "step_seconds": step_seconds(work),
         "peak_rss_mib_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
+    if args.note:
+        record["note"] = args.note
     atomic_write_json(record, out / "provenance.json")
     print(f"wrote {out}")
 
