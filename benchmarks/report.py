@@ -63,11 +63,6 @@ SUPERSEDED: dict[str, str] = {
     "efficiency-paper-lr": "**Historical.** The cpu preset before its image-rate multiple, "
     "evaluated with the old MNIST factor-2 recipe; kept as the record of why the multiple "
     "exists, not as a current number.",
-    "cl-fmnist-5step-cpu": "**Superseded.** ResNet-10 on FashionMNIST is now the official "
-    "ImageNet branch (64-128-256-512), not the CIFAR branch it was trained with here, and "
-    "the cpu preset distils FashionMNIST at 300x the paper's image rate (validation "
-    "choice), not 100x. "
-    "Replaced by a rerun of `python benchmarks/continual.py fmnist-5step` (pending).",
 }
 
 
