@@ -138,6 +138,18 @@ def _start_from(sweep_dir: Path, out: Path, cfg: DistillConfig) -> None:
     shutil.copytree(src, out, ignore=shutil.ignore_patterns("*.lock", "*.tmp"))
 
 
+def finished_row(
+    setting: dict[str, Any], runs_dir: Path, identity: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The stored row of this run, if it can be reused (same settings, and current)."""
+    path = runs_dir / f"{_setting_key(setting)}.json"
+    if not path.exists():
+        return None
+    row = json.loads(path.read_text())
+    same = all(row.get(k) == setting[k] for k in ("iterations", "eval_every", "eval_epochs"))
+    return row if same and (identity is None or is_current(row, identity)) else None
+
+
 def _child(
     setting: dict[str, Any], runs_dir: Path, identity: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
@@ -150,13 +162,12 @@ def _child(
     from dream_cl.errors import UserError
     from dream_cl.runfolder import FolderLock
 
-    key = run_key(setting["dataset"], setting["ipc"], setting["variant"], setting["seed"])
+    key = _setting_key(setting)
     path = runs_dir / f"{key}.json"
+    row = finished_row(setting, runs_dir, identity)
+    if row is not None:
+        return row
     if path.exists():
-        row = json.loads(path.read_text())
-        same = all(row.get(k) == setting[k] for k in ("iterations", "eval_every", "eval_epochs"))
-        if same and (identity is None or is_current(row, identity)):
-            return row
         print(f"{key}: the finished run is stale (settings, config or recipe); running again")
     try:
         lock = FolderLock(runs_dir, name=f".{key}.lock").acquire()
@@ -439,8 +450,11 @@ def main() -> None:
         for variant in args.variants.split(",")
     ]
     todo = [] if args.summarize_only else settings
-    cached = {path.stem for path in runs_dir.glob("*.json")}
     identities = _identities(settings)
+    # the runs already finished (and current) when this sweep started
+    reused = {
+        _setting_key(s) for s in todo if finished_row(s, runs_dir, identities[_setting_key(s)])
+    }
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for row in pool.map(lambda s: _child(s, runs_dir, identities[_setting_key(s)]), todo):
             if row is None:
@@ -450,7 +464,7 @@ def main() -> None:
                 f"  final {100 * row['accuracy'][-1]:.2f}%  ({row['wall_seconds']:.0f}s)",
                 flush=True,
             )
-            if run_key(row["dataset"], row["ipc"], row["variant"], row["seed"]) not in cached:
+            if _setting_key(row) not in reused:
                 # a sweep stopped at any point leaves a summary of what it finished
                 write_summary(args, settings, runs_dir, out_dir, identities)
     path = write_summary(args, settings, runs_dir, out_dir, identities)

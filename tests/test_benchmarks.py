@@ -53,6 +53,17 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     # a second sweep finds every run finished and starts nothing
     out = _run(*efficiency)
     assert out.count("(") == 4 and "wrote" in out
+    # a row from another preset is run again, and the summary holds the new row
+    row_path = results / "efficiency" / "digits-ipc1-rm-seed0.json"
+    stale = json.loads(row_path.read_text())
+    fresh_lr = stale["config"]["lr_img"]
+    stale["config"]["lr_img"] = fresh_lr / 3
+    row_path.write_text(json.dumps(stale))
+    out = _run(*efficiency)
+    assert out.count("stale") == 1 and "digits-ipc1-rm-seed0" in out
+    assert json.loads(row_path.read_text())["config"]["lr_img"] == fresh_lr
+    eff = json.loads((results / "efficiency.json").read_text())
+    assert len(eff["results"]["runs"]) == 4
 
     _run(
         "benchmarks/image_rate.py",
