@@ -50,12 +50,6 @@ def _pct(x: float) -> str:
 # the honest-protocol issue: nothing committed may come from a choice made on test data or
 # from a recipe that has since changed without saying so).
 SUPERSEDED: dict[str, str] = {
-    "efficiency": "**Superseded.** The MNIST rows were evaluated with the old factor-2 "
-    "recipe (cutout on; the official one has none), the FashionMNIST rows ran at 100x the "
-    "paper's image rate where the validation-chosen cpu preset now takes 300x, and this "
-    "table's former 'best' column read the test set. Replaced by a rerun of "
-    "`python benchmarks/efficiency.py` at the current code (pending; see the open "
-    "honest-protocol issue).",
     "efficiency-40": "**Superseded** for the same reasons as the table above (MNIST: old "
     "factor-2 evaluation recipe; FashionMNIST: the image rate before its validation choice). "
     "Rerun pending: `python benchmarks/efficiency.py --name efficiency-40 --ipcs 1 "
@@ -115,6 +109,15 @@ def _partial_note(record: dict[str, Any], resumable: bool = True) -> list[str]:
     note = (
         f"**Partial: {done} of {wanted} runs finished** (seed means below are over the seeds shown)"
     )
+    shown = {(e["dataset"], int(e["ipc"])) for e in record["results"].get("summary", [])}
+    absent = [
+        f"{d} IPC {i}"
+        for d in str(s.get("datasets", "")).split(",")
+        for i in (int(x) for x in str(s.get("ipcs", "")).split(",") if x)
+        if (d, i) not in shown
+    ]
+    if absent:
+        note += f"; not run yet: {', '.join(absent)}"
     if resumable:
         note += (
             "; the sweep resumes where it stopped when its command is run again "

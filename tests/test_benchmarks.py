@@ -271,6 +271,9 @@ def test_a_partial_efficiency_sweep_says_so() -> None:
     (note, _) = _partial_note(record)
     assert note.startswith("**Partial: 3 of 4 runs finished**") and "resumes" in note
     assert "resumes" not in _partial_note(record, resumable=False)[0]
+    assert "not run yet: cifar10 IPC 10" in note  # no summary entry for it
+    record["results"]["summary"] = [{"dataset": "cifar10", "ipc": 10}]
+    assert "not run yet" not in _partial_note(record)[0]
     record["results"]["runs"] = [{}] * 4
     assert _partial_note(record) == []
 
