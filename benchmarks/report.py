@@ -50,10 +50,6 @@ def _pct(x: float) -> str:
 # the honest-protocol issue: nothing committed may come from a choice made on test data or
 # from a recipe that has since changed without saying so).
 SUPERSEDED: dict[str, str] = {
-    "efficiency-40": "**Superseded** for the same reasons as the table above (MNIST: old "
-    "factor-2 evaluation recipe; FashionMNIST: the image rate before its validation choice). "
-    "Rerun pending: `python benchmarks/efficiency.py --name efficiency-40 --ipcs 1 "
-    "--iterations 40 --continue-from efficiency`.",
     "efficiency-paper-lr": "**Historical.** The cpu preset before its image-rate multiple, "
     "evaluated with the old MNIST factor-2 recipe; kept as the record of why the multiple "
     "exists, not as a current number.",
