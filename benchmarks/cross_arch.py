@@ -11,7 +11,9 @@ Long on a CPU (a ResNet-10 or DenseNet-121 evaluation of 400 decoded images for 
 takes about an hour on one core), so the benchmark resumes: distillations checkpoint in
 ``--work``, every finished cell is kept, and the result file is rewritten after each cell
 with the cells still pending listed. Cheap cells run first (all distillations and the
-ConvNet column, then ResNet-10, then DenseNet-121); ``--budget-minutes`` stops cleanly.
+ConvNet column, then ResNet-10, then DenseNet-121); ``--jobs`` evaluates that many cells at
+once in separate processes (``--jobs 2`` on a 2-core machine halves the wall time);
+``--budget-minutes`` stops cleanly between chunks of ``--jobs`` cells.
 
     python benchmarks/cross_arch.py --datasets mnist,fashion_mnist --seeds 0,1,2
 """
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (  # noqa: E402
     RESULTS_DIR,
     cpu_preset_set,
+    run_in_processes,
     write_result,
 )
 
@@ -59,7 +62,8 @@ def distill_set(dataset: str, method: str, seed: int, args: argparse.Namespace, 
     )
 
 
-def evaluate_cell(folder: Path, model: str, seed: int, args: argparse.Namespace, data):
+def evaluate_cell(folder: Path, model: str, seed: int, args: argparse.Namespace, test):
+    """Train one fresh ``model`` on the set in ``folder``; last-epoch test accuracy."""
     from dream_cl.artifact import load_image_set
     from dream_cl.distill.config import DistillConfig
     from dream_cl.evaluate import eval_recipe, evaluate_image_set
@@ -72,7 +76,7 @@ def evaluate_cell(folder: Path, model: str, seed: int, args: argparse.Namespace,
     t0 = time.perf_counter()
     result = evaluate_image_set(
         s,
-        data[cfg.dataset][1],
+        test,
         model=model,
         repeats=1,
         cfg=recipe,
@@ -86,6 +90,18 @@ def evaluate_cell(folder: Path, model: str, seed: int, args: argparse.Namespace,
         "recipe": result.config,
         "images_sha256": s.meta.get("images_sha256"),
     }
+
+
+def cell_job(key: str, folder: Path, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """One cell, in its own process under ``--jobs`` (so it loads its own test split)."""
+    import torch
+
+    from dream_cl.data import load_train_test
+
+    torch.set_num_threads(args.threads)
+    dataset, _, model, seed = key.split("|")
+    test = load_train_test(dataset, Path(args.data_root))[1]
+    return key, evaluate_cell(folder, model, int(seed), args, test)
 
 
 def summarize(cells: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -115,7 +131,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--iterations", type=int, default=0, help="0: the preset's (smoke tests)")
     ap.add_argument("--eval-epochs", type=int, default=0, help="0: the preset's")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per cell")
+    ap.add_argument("--jobs", type=int, default=1, help="cells evaluated in parallel processes")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--work", type=Path, default=Path("runs/benchmarks/cross-arch"))
@@ -152,17 +169,25 @@ def main() -> None:
         results = {"cells": cells, "summary": summarize(cells), "pending": pending}
         return write_result(args.name, resolve_device(args.device), settings, results, out_dir)
 
-    for d, m, net, s in plan:
-        key = f"{d}|{m}|{net}|{s}"
-        if key in cells:
-            continue
+    def record(done: tuple[str, dict[str, Any]]) -> None:
+        key, cell = done
+        cells[key] = cell
+        print(f"{key}: {100 * cell['accuracy']:.2f} % ({cell['seconds']:.0f} s)", flush=True)
+        save()
+
+    todo = [c for c in plan if "|".join(map(str, c)) not in cells]
+    # Cheap cells first (the plan's order); a chunk of --jobs cells at a time, so the budget is
+    # checked between chunks and a stop loses at most the chunk in flight.
+    for start in range(0, len(todo), max(1, args.jobs)):
         if args.budget_minutes and time.perf_counter() - started > 60 * args.budget_minutes:
             print("budget spent; rerun the same command to continue", flush=True)
             break
-        folder = distill_set(d, m, s, args, data)
-        cells[key] = evaluate_cell(folder, net, s, args, data)
-        print(f"{key}: {100 * cells[key]['accuracy']:.2f} % ({cells[key]['seconds']:.0f} s)")
-        save()
+        chunk = todo[start : start + max(1, args.jobs)]
+        calls = []
+        for d, m, net, s in chunk:
+            folder = distill_set(d, m, s, args, data)
+            calls.append((f"{d}|{m}|{net}|{s}", folder, args))
+        run_in_processes(cell_job, calls, args.jobs, record)
     print(f"wrote {save()}")
 
 

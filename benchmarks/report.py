@@ -546,6 +546,11 @@ def cross_arch_section(paths: list[Path], root: Path) -> list[str]:
         for r in rec["results"]["summary"]
     }
     res = {"pending": [p for rec in records for p in rec["results"].get("pending", [])]}
+    resume = " and ".join(
+        f"`python benchmarks/cross_arch.py --datasets {r['settings']['datasets']} "
+        f"--name {p.stem} --seeds 0,1,2 --jobs 2`"
+        for p, r in zip(paths, records, strict=True)
+    )
     # the table's target is 3 seeds (the issue's); fewer are marked n=
     wanted = max(3, *(len(r["settings"]["seeds"].split(",")) for r in records))
     lines = [
@@ -557,8 +562,9 @@ def cross_arch_section(paths: list[Path], root: Path) -> list[str]:
         "IDC's recipe at the preset's 300 epochs (ConvNet-3 at the preset's width 32; "
         "ResNet-10 in the official branch for the dataset, ImageNet-style on (Fashion)MNIST). "
         "Test accuracy (%), last epoch, mean ± std over seeds (n shown where fewer than "
-        f"{wanted}); 'pending' cells have not run yet (`python benchmarks/cross_arch.py` "
-        "resumes them). The paper's row is CIFAR-10 at the paper preset, for the shape only."
+        f"{wanted}); 'pending' cells have not run yet ({resume} resume them, each file's "
+        "finished cells kept). The paper's row is CIFAR-10 at the paper preset, for the shape "
+        "only."
         + (
             " One ResNet-10 or DenseNet-121 evaluation of 400 decoded 28x28 images for 300 "
             "epochs takes about 63 min (ResNet-10, ImageNet branch) or 92 min (DenseNet-121) "
