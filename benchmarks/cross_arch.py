@@ -8,22 +8,32 @@ net), ResNet-10 (the official branch for the dataset: ImageNet-style 64-128-256-
 reported number is last-epoch test accuracy, mean +- std over seeds. Nothing is chosen.
 
 Long on a CPU (a ResNet-10 or DenseNet-121 evaluation of 400 decoded images for 300 epochs
-takes about an hour on one core), so the benchmark resumes: distillations checkpoint in
-``--work``, every finished cell is kept, and the result file is rewritten after each cell
-with the cells still pending listed. Cheap cells run first (all distillations and the
-ConvNet column, then ResNet-10, then DenseNet-121); ``--jobs`` evaluates that many cells at
-once in separate processes (``--jobs 2`` on a 2-core machine halves the wall time);
-``--budget-minutes`` stops cleanly between chunks of ``--jobs`` cells.
+takes 20-90 min on one core, by CPU model), so the benchmark resumes across sessions:
 
-    python benchmarks/cross_arch.py --datasets mnist,fashion_mnist --seeds 0,1,2
+- a finished set is kept in ``--sets`` (``results/cross-arch-sets``, committed: about 0.3 MB
+  per MNIST-sized set), reused while its config is the one today's code resolves, and
+  distilled again otherwise; distillations in progress checkpoint in ``--work``;
+- every finished cell is kept with the sha256 of the set it trained on; a cell whose set has
+  changed since is run again, so every number of one (dataset, method, seed) comes from one
+  set;
+- the result file is rewritten after each cell, with the cells still pending listed.
+
+Sets are distilled first (``--jobs`` at a time, in separate processes), then the cheap cells
+(the ConvNet column, then ResNet-10, then DenseNet-121); ``--budget-minutes`` stops cleanly
+between chunks of ``--jobs`` tasks.
+
+    python benchmarks/cross_arch.py --datasets mnist --name cross-arch-mnist --jobs 2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,35 +41,64 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (  # noqa: E402
     RESULTS_DIR,
-    cpu_preset_set,
+    SET_METHODS,
     run_in_processes,
     write_result,
 )
 
 MODELS = ("convnet", "resnet10", "densenet121")
+IPC = 10
 
 
-def _set_dir(work: Path, dataset: str, method: str, seed: int) -> Path:
-    return work / f"{dataset}-{method}-ipc10-s{seed}"
+def set_name(dataset: str, method: str, seed: int) -> str:
+    return f"{dataset}-{method}-ipc{IPC}-s{seed}"
 
 
-def distill_set(dataset: str, method: str, seed: int, args: argparse.Namespace, data) -> Path:
-    """Distil (or finish, or reuse) one set; returns its folder."""
-    overrides = {}
+def set_config(dataset: str, method: str, seed: int, args: argparse.Namespace, image_size: int):
+    """The resolved distillation config of one set (what a stored set must match)."""
+    from dream_cl.distill.config import resolve_config
+
+    values: dict[str, Any] = {**SET_METHODS[method], "seed": seed, "device": args.device}
     if args.iterations:
-        overrides["iterations"] = args.iterations
+        values["iterations"] = args.iterations
     if args.eval_epochs:
-        overrides["eval_epochs"] = args.eval_epochs
-    return cpu_preset_set(
-        _set_dir(args.work, dataset, method, seed),
-        dataset,
-        10,
-        method,
-        data[dataset][0],
-        seed=seed,
-        device=args.device,
-        overrides=overrides,
-    )
+        values["eval_epochs"] = args.eval_epochs
+    return resolve_config(dataset, IPC, preset="cpu", image_size=image_size, overrides=values)
+
+
+def stored_sha(folder: Path, config: dict[str, Any]) -> str | None:
+    """The sha256 of the finished set in ``folder`` if it was distilled with ``config``."""
+    meta_path = folder / "meta.json"
+    if not (meta_path.is_file() and (folder / "images.pt").is_file()):
+        return None
+    meta = json.loads(meta_path.read_text())
+    return meta["images_sha256"] if meta.get("meta", {}).get("config") == config else None
+
+
+def set_job(dataset: str, method: str, seed: int, args: argparse.Namespace) -> tuple[str, str]:
+    """Distil (or finish) one set in ``--work``, then keep its images in ``--sets``."""
+    import torch
+
+    from dream_cl.artifact import load_image_set, save_image_set
+    from dream_cl.data import load_train_test
+    from dream_cl.distill.engine import distill
+
+    torch.set_num_threads(args.threads)
+    train = load_train_test(dataset, Path(args.data_root))[0]
+    cfg = set_config(dataset, method, seed, args, train.info.image_size)
+    name = set_name(dataset, method, seed)
+    work = args.work / name
+    saved = work / "config.json"
+    if work.exists() and (
+        not saved.is_file() or json.loads(saved.read_text()).get("config") != cfg.to_dict()
+    ):
+        shutil.rmtree(work)  # an older config's run: start over
+    if stored_sha(work, cfg.to_dict()) is None:
+        distill(cfg, train, None, out=work, resume=(work / "checkpoint.pt").exists())
+    save_image_set(load_image_set(work), args.sets / name)
+    sha = stored_sha(args.sets / name, cfg.to_dict())
+    assert sha is not None, f"{args.sets / name} was not written with the resolved config"
+    return name, sha
 
 
 def evaluate_cell(folder: Path, model: str, seed: int, args: argparse.Namespace, test):
@@ -88,7 +127,8 @@ def evaluate_cell(folder: Path, model: str, seed: int, args: argparse.Namespace,
         "accuracy": result.mean,
         "seconds": time.perf_counter() - t0,
         "recipe": result.config,
-        "images_sha256": s.meta.get("images_sha256"),
+        "images_sha256": json.loads((folder / "meta.json").read_text())["images_sha256"],
+        "set": folder.name,
     }
 
 
@@ -123,6 +163,23 @@ def summarize(cells: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def in_chunks(
+    fn: Callable[..., Any],
+    calls: Sequence[tuple[Any, ...]],
+    jobs: int,
+    on_result: Callable[[Any], None],
+    out_of_time: Callable[[], bool],
+) -> bool:
+    """``run_in_processes`` a chunk of ``jobs`` calls at a time, the budget checked between
+    chunks (a stop loses at most the chunk in flight); False when the budget ran out."""
+    step = max(1, jobs)
+    for start in range(0, len(calls), step):
+        if out_of_time():
+            return False
+        run_in_processes(fn, calls[start : start + step], jobs, on_result)
+    return True
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="mnist,fashion_mnist")
@@ -131,17 +188,16 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--iterations", type=int, default=0, help="0: the preset's (smoke tests)")
     ap.add_argument("--eval-epochs", type=int, default=0, help="0: the preset's")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per cell")
-    ap.add_argument("--jobs", type=int, default=1, help="cells evaluated in parallel processes")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--jobs", type=int, default=1, help="sets or cells run in parallel processes")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--work", type=Path, default=Path("runs/benchmarks/cross-arch"))
+    ap.add_argument("--sets", type=Path, default=None, help="default: <out-dir>/cross-arch-sets")
     ap.add_argument("--budget-minutes", type=float, default=0.0, help="0: no limit")
     ap.add_argument("--name", default="cross-arch")
     ap.add_argument("--out-dir", type=Path, default=None)
     args = ap.parse_args()
-
-    import json
 
     import torch
 
@@ -155,19 +211,52 @@ def main() -> None:
     models = args.models.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     out_dir = args.out_dir or RESULTS_DIR
+    args.sets = args.sets or out_dir / "cross-arch-sets"
     result_path = out_dir / f"{args.name}.json"
     cells: dict[str, dict[str, Any]] = {}
     if result_path.exists():
         cells = json.loads(result_path.read_text())["results"].get("cells", {})
-    data = {d: load_train_test(d, Path(args.data_root)) for d in datasets}
     plan = [(d, m, net, s) for net in models for s in seeds for d in datasets for m in methods]
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    settings |= {"preset": "cpu", "ipc": 10, "framework": "idc", "distill_model": "convnet"}
+    settings |= {"preset": "cpu", "ipc": IPC, "framework": "idc", "distill_model": "convnet"}
+
+    def out_of_time() -> bool:
+        spent = args.budget_minutes and time.perf_counter() - started > 60 * args.budget_minutes
+        if spent:
+            print("budget spent; rerun the same command to continue", flush=True)
+        return bool(spent)
 
     def save() -> Path:
         pending = ["|".join(map(str, c)) for c in plan if "|".join(map(str, c)) not in cells]
         results = {"cells": cells, "summary": summarize(cells), "pending": pending}
         return write_result(args.name, resolve_device(args.device), settings, results, out_dir)
+
+    # 1. the sets: a stored one is reused while its config is today's
+    sha: dict[str, str] = {}
+    to_distill = []
+    sizes = {d: load_train_test(d, Path(args.data_root))[0].info.image_size for d in datasets}
+    for d, m, s in sorted({(d, m, s) for d, m, _, s in plan}):
+        cfg = set_config(d, m, s, args, sizes[d])
+        found = stored_sha(args.sets / set_name(d, m, s), cfg.to_dict())
+        if found is None:
+            to_distill.append((d, m, s, args))
+        else:
+            sha[set_name(d, m, s)] = found
+
+    def set_done(done: tuple[str, str]) -> None:
+        name, digest = done
+        sha[name] = digest
+        print(f"set {name}: kept in {args.sets / name}", flush=True)
+
+    finished = in_chunks(set_job, to_distill, args.jobs, set_done, out_of_time)
+
+    # 2. the cells: one whose set changed since (or unknown) runs again
+    for key in list(cells):
+        d, m, _, s = key.split("|")
+        name = set_name(d, m, int(s))
+        if name in sha and cells[key].get("images_sha256") != sha[name]:
+            print(f"{key}: its set has changed since (or is unrecorded); running again")
+            del cells[key]
 
     def record(done: tuple[str, dict[str, Any]]) -> None:
         key, cell = done
@@ -175,19 +264,13 @@ def main() -> None:
         print(f"{key}: {100 * cell['accuracy']:.2f} % ({cell['seconds']:.0f} s)", flush=True)
         save()
 
-    todo = [c for c in plan if "|".join(map(str, c)) not in cells]
-    # Cheap cells first (the plan's order); a chunk of --jobs cells at a time, so the budget is
-    # checked between chunks and a stop loses at most the chunk in flight.
-    for start in range(0, len(todo), max(1, args.jobs)):
-        if args.budget_minutes and time.perf_counter() - started > 60 * args.budget_minutes:
-            print("budget spent; rerun the same command to continue", flush=True)
-            break
-        chunk = todo[start : start + max(1, args.jobs)]
-        calls = []
-        for d, m, net, s in chunk:
-            folder = distill_set(d, m, s, args, data)
-            calls.append((f"{d}|{m}|{net}|{s}", folder, args))
-        run_in_processes(cell_job, calls, args.jobs, record)
+    todo = [
+        (f"{d}|{m}|{net}|{s}", args.sets / set_name(d, m, s), args)
+        for d, m, net, s in plan
+        if f"{d}|{m}|{net}|{s}" not in cells and set_name(d, m, s) in sha
+    ]
+    if finished:
+        in_chunks(cell_job, todo, args.jobs, record, out_of_time)
     print(f"wrote {save()}")
 
 

@@ -5,6 +5,7 @@ benchmarks themselves never run inside the test suite."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,9 +91,35 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
         *("--eval-epochs", "1", "--data-root", str(tmp_path), "--out-dir", str(results)),
         *("--work", str(tmp_path / "xa"), "--jobs", "2"),
     )
-    assert _run(*cross).count("%") == 2  # the two cells in two processes
+    out = _run(*cross)
+    assert out.count("%") == 2 and out.count("set digits-") == 2  # two sets, then two cells
     assert _run(*cross).count("%") == 0  # every cell kept: a rerun starts nothing
+    sets = results / "cross-arch-sets"
+    assert sorted(p.name for p in sets.iterdir()) == [
+        "digits-dream-ipc10-s0",
+        "digits-idc-ipc10-s0",
+    ]
+    # a kept set from another config (and no run to finish) is distilled again; the same
+    # seed gives the same bytes, so no cell is rerun
+    meta_path = sets / "digits-idc-ipc10-s0" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["meta"]["config"]["lr_img"] /= 3
+    meta_path.write_text(json.dumps(meta))
+    shutil.rmtree(tmp_path / "xa" / "digits-idc-ipc10-s0")
+    out = _run(*cross)
+    assert out.count("set digits-idc-ipc10-s0") == 1 and out.count("%") == 0
+    # a cell trained on another set than the kept one runs again
+    xa_path = results / "cross-arch.json"
+    xa = json.loads(xa_path.read_text())
+    xa["results"]["cells"]["digits|dream|convnet|0"]["images_sha256"] = "0" * 64
+    xa_path.write_text(json.dumps(xa))
+    out = _run(*cross)
+    assert "digits|dream|convnet|0: its set has changed" in out and out.count("%") == 1
     xa = json.loads((results / "cross-arch.json").read_text())
+    assert {c["images_sha256"] for c in xa["results"]["cells"].values()} == {
+        json.loads((sets / name / "meta.json").read_text())["images_sha256"]
+        for name in ("digits-dream-ipc10-s0", "digits-idc-ipc10-s0")
+    }
     assert {(r["method"], r["model"]) for r in xa["results"]["summary"]} == {
         ("dream", "convnet"),
         ("idc", "convnet"),
