@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (  # noqa: E402
     RESULTS_DIR,
     SET_METHODS,
+    provenance,
     run_in_processes,
     write_result,
 )
@@ -112,6 +113,7 @@ def evaluate_cell(folder: Path, model: str, seed: int, args: argparse.Namespace,
     cfg = DistillConfig.from_dict(s.meta["config"])
     recipe = eval_recipe(cfg.resolved_eval_recipe(), cfg.dataset, epochs=cfg.eval_epochs)
     options = {"width": cfg.eval_width} if model == "convnet" and cfg.eval_width else None
+    device = resolve_device(args.device)
     t0 = time.perf_counter()
     result = evaluate_image_set(
         s,
@@ -120,12 +122,15 @@ def evaluate_cell(folder: Path, model: str, seed: int, args: argparse.Namespace,
         repeats=1,
         cfg=recipe,
         seed=seed,
-        device=resolve_device(args.device),
+        device=device,
         model_options=options,
     )
+    machine = provenance(device)
     return {
         "accuracy": result.mean,
         "seconds": time.perf_counter() - t0,
+        # a table resumed across sessions is made on several machines: each cell names its own
+        **{k: machine[k] for k in ("commit", "date", "device", "cpu_model", "torch", "threads")},
         "recipe": result.config,
         "images_sha256": json.loads((folder / "meta.json").read_text())["images_sha256"],
         "set": folder.name,

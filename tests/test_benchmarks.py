@@ -116,6 +116,7 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     out = _run(*cross)
     assert "digits|dream|convnet|0: its set has changed" in out and out.count("%") == 1
     xa = json.loads((results / "cross-arch.json").read_text())
+    assert all(c["cpu_model"] and c["commit"] for c in xa["results"]["cells"].values())
     assert {c["images_sha256"] for c in xa["results"]["cells"].values()} == {
         json.loads((sets / name / "meta.json").read_text())["images_sha256"]
         for name in ("digits-dream-ipc10-s0", "digits-idc-ipc10-s0")
