@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections import Counter
 from pathlib import Path
@@ -545,7 +546,6 @@ def cross_arch_section(paths: list[Path], root: Path) -> list[str]:
         for rec in records
         for r in rec["results"]["summary"]
     }
-    res = {"pending": [p for rec in records for p in rec["results"].get("pending", [])]}
     resume = " and ".join(
         f"`python benchmarks/cross_arch.py --datasets {r['settings']['datasets']} "
         f"--name {p.stem} --seeds 0,1,2 --jobs 2`"
@@ -553,6 +553,14 @@ def cross_arch_section(paths: list[Path], root: Path) -> list[str]:
     )
     # the table's target is 3 seeds (the issue's); fewer are marked n=
     wanted = max(3, *(len(r["settings"]["seeds"].split(",")) for r in records))
+    # every cell the full table lacks (a file's own plan may be smaller), by its network
+    missing = [
+        m
+        for d in s["datasets"].split(",")
+        for method in s["methods"].split(",")
+        for m in models
+        for _ in range(wanted - (cells[(d, method, m)]["seeds"] if (d, method, m) in cells else 0))
+    ]
     lines = [
         "## Cross-architecture generalisation (the paper's Table 4 shape)",
         "",
@@ -562,17 +570,13 @@ def cross_arch_section(paths: list[Path], root: Path) -> list[str]:
         "IDC's recipe at the preset's 300 epochs (ConvNet-3 at the preset's width 32; "
         "ResNet-10 in the official branch for the dataset, ImageNet-style on (Fashion)MNIST). "
         "Test accuracy (%), last epoch, mean ± std over seeds (n shown where fewer than "
-        f"{wanted}); 'pending' cells have not run yet ({resume} resume them, each file's "
-        "finished cells kept). The paper's row is CIFAR-10 at the paper preset, for the shape "
-        "only."
-        + (
-            " One ResNet-10 or DenseNet-121 evaluation of 400 decoded 28x28 images for 300 "
-            "epochs takes about 63 min (ResNet-10, ImageNet branch) or 92 min (DenseNet-121) "
-            "on one core of an AMD EPYC Zen 3 (12.5 and 18.4 s per epoch), about 31 "
-            "core-hours for the table; on a GPU the same command finishes them."
-            if not any(m in named for m in ("resnet10", "densenet121"))
-            else ""
-        ),
+        f"{wanted}); 'pending' cells have not run yet ({resume} resume them: each file's "
+        "finished cells are kept, and the distilled sets are kept in "
+        "`results/cross-arch-sets/`, so every cell of one dataset, method and seed trains on "
+        "the same set, whose sha256 it records). The paper's row is CIFAR-10 at the paper "
+        "preset, for the shape only.",
+        "",
+        *_cell_times(records, missing),
         "",
         *(_source(rec, p, root) for rec, p in zip(records, paths, strict=True)),
         "",
@@ -594,8 +598,56 @@ def cross_arch_section(paths: list[Path], root: Path) -> list[str]:
         paper = " | ".join(row.get(m, "-") for m in models)
         lines.append(f"| cifar10 (paper, Table 4) | {method.upper()} | {paper} |")
     lines.append("")
-    if res.get("pending"):
-        lines += [f"{len(res['pending'])} cell(s) pending.", ""]
+    if missing:
+        lines += [
+            f"{len(missing)} of {len(missing) + sum(c['seeds'] for c in cells.values())} "
+            "cells pending.",
+            "",
+        ]
+    return lines
+
+
+def _cell_times(records: list[dict[str, Any]], pending: list[str]) -> list[str]:
+    """Median minutes per cell by network and CPU model (cells record their machine; a table
+    resumed across sessions runs on several), and what the ``pending`` cells (the network of
+    every cell the full table still lacks) cost at those."""
+    times: dict[tuple[str, str], list[float]] = {}
+    for rec in records:
+        for key, cell in rec["results"]["cells"].items():
+            cpu = cell.get("cpu_model") or rec.get("cpu_model") or "CPU not recorded"
+            if not str(cell.get("device", rec.get("device", "cpu"))).startswith("cpu"):
+                cpu = str(cell.get("device"))
+            times.setdefault((key.split("|")[2], cpu), []).append(cell["seconds"] / 60)
+    if not times:
+        return []
+    parts = [
+        f"{ARCH_NAMES.get(net, net)} {statistics.median(v):.0f} min on {cpu} (n={len(v)})"
+        for (net, cpu), v in sorted(times.items())
+    ]
+    lines = ["Minutes per cell (median, one core each): " + "; ".join(parts) + "."]
+    if pending:
+        slowest: dict[str, float] = {}
+        for (net, _), v in times.items():
+            slowest[net] = max(slowest.get(net, 0.0), statistics.median(v))
+        nets = pending
+        # measured on an AMD EPYC Zen 3 core before cells recorded their times
+        earlier = {"resnet10": 63.0, "densenet121": 92.0}
+        unmeasured = sorted({n for n in nets if n not in slowest and n in earlier})
+        slowest = earlier | slowest
+        if all(n in slowest for n in nets):
+            hours = sum(slowest[n] for n in nets) / 60
+            lines[0] += (
+                f" The {len(pending)} pending cells need about {hours:.1f} core-hours at the "
+                "slowest of these"
+                + (
+                    " (with no cell run yet: "
+                    + ", ".join(f"{ARCH_NAMES[n]} {earlier[n]:.0f} min" for n in unmeasured)
+                    + ", measured on an AMD EPYC Zen 3)"
+                    if unmeasured
+                    else ""
+                )
+                + "; on a GPU the same commands take minutes."
+            )
     return lines
 
 
