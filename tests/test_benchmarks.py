@@ -451,4 +451,18 @@ def test_an_efficiency_sweep_run_on_two_cpu_models_names_both() -> None:
     runs = [{"cpu_model": "Zen 3"}, {"cpu_model": "Zen 3"}, {"cpu_model": "Zen 5"}]
     (line, _) = _run_machines({"results": {"runs": runs}})
     assert "2 on Zen 3" in line and "1 on Zen 5" in line
+    assert (
+        "No two runs that share an initial set" in line
+    )  # nothing to compare: no pair shares a start
     assert _run_machines({"results": {"runs": runs[:2]}}) == []
+
+    # init and dream start from one set: on two CPU models its score differs, on one it is equal
+    def run(variant: str, seed: int, cpu: str, acc0: float) -> dict:
+        return {"dataset": "d", "ipc": 10, "seed": seed, "variant": variant, "cpu_model": cpu,
+                "accuracy": [acc0, 0.9]}  # fmt: skip
+
+    runs = [run("init", 0, "Zen 3", 0.7337), run("dream", 0, "Zen 5", 0.7291)]
+    runs += [run("init", 1, "Zen 5", 0.75), run("dream", 1, "Zen 5", 0.75)]
+    (line, _) = _run_machines({"results": {"runs": runs}})
+    assert "up to 0.46 points apart" in line and "(1 pair(s))" in line
+    assert "identically on one model (1 pair(s))" in line
