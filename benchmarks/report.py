@@ -602,8 +602,13 @@ def cross_arch_section(paths: list[Path], root: Path) -> list[str]:
         "IDC's recipe at the preset's 300 epochs (ConvNet-3 at the preset's width 32; "
         "ResNet-10 in the official branch for the dataset, ImageNet-style on (Fashion)MNIST). "
         "Test accuracy (%), last epoch, mean ± std over seeds (n shown where fewer than "
-        f"{wanted}); 'pending' cells have not run yet ({resume} resume them: each file's "
-        "finished cells are kept, and the distilled sets are kept in "
+        f"{wanted}); "
+        + (
+            f"'pending' cells have not run yet ({resume} resume them: each file's "
+            if missing
+            else f"{resume} reproduce it (each file's "
+        )
+        + "finished cells are kept, and the distilled sets are kept in "
         "`results/cross-arch-sets/`, so every cell of one dataset, method and seed trains on "
         "the same set, whose sha256 it records). The paper's row is CIFAR-10 at the paper "
         "preset, for the shape only.",
@@ -636,7 +641,35 @@ def cross_arch_section(paths: list[Path], root: Path) -> list[str]:
             "cells pending.",
             "",
         ]
-    return lines
+    return lines + _cross_arch_seeds(records, models)
+
+
+def _cross_arch_seeds(records: list[dict[str, Any]], models: list[str]) -> list[str]:
+    """Every cell's own number: with 3 seeds a mean hides how far one set can stray."""
+    by_key = {
+        tuple(k.split("|")): c["accuracy"]
+        for rec in records
+        for k, c in rec["results"]["cells"].items()
+    }
+    if not by_key:
+        return []
+    seeds = sorted({int(k[3]) for k in by_key})
+    lines = [
+        "Per seed (each seed's DREAM and IDC sets are distilled once and shared by every network):",
+        "",
+        "| dataset | distilled by | network | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|---|---|" + "---|" * len(seeds),
+    ]
+    keys = dict.fromkeys((k[0], k[1]) for k in by_key)
+    for dataset, method in keys:
+        for m in models:
+            accs = [by_key.get((dataset, method, m, str(s))) for s in seeds]
+            if all(a is None for a in accs):
+                continue
+            row = " | ".join("pending" if a is None else _pct(a) for a in accs)
+            name = ARCH_NAMES.get(m, m)
+            lines.append(f"| {dataset} | {method.upper()} | {name} | {row} |")
+    return [*lines, ""]
 
 
 def _cell_times(records: list[dict[str, Any]], pending: list[str]) -> list[str]:

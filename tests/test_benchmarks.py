@@ -161,6 +161,9 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     assert "| pool |" in text
     assert "### digits, IPC 1 (validation accuracy)" in text and "| 100x |" in text
     assert "Chosen:" in text and "Cross-architecture" in text and "before and after" in text
+    # one seed of one network: the rest of the 3-seed table is pending, each seed's cell shown
+    assert "--name cross-arch --seeds 0,1,2 --jobs 2` resume them" in text
+    assert "| digits | DREAM | ConvNet-3 | " in text and "| digits | IDC | ConvNet-3 | " in text
     assert (results / "plots" / "efficiency.png").stat().st_size > 0  # written by both scripts
 
 
@@ -175,6 +178,37 @@ def _efficiency_row(variant: str, seed: int, accs: list[float], its: list[int]) 
         "accuracy": accs,
         "time_seconds": {"matching": 1.0},
     }
+
+
+def test_a_complete_cross_arch_table_shows_every_seed_and_no_pending_cell(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.report import cross_arch_section
+
+    nets, cells, summary = ("convnet", "resnet10", "densenet121"), {}, []
+    for i, (method, net) in enumerate((m, n) for m in ("dream", "idc") for n in nets):
+        accs = [0.5 + i / 100 + s / 1000 for s in range(3)]
+        for s, acc in enumerate(accs):
+            cells[f"d|{method}|{net}|{s}"] = {"accuracy": acc, "seconds": 60.0 * (i + 1)}
+        mean = sum(accs) / 3
+        std = (sum((a - mean) ** 2 for a in accs) / 3) ** 0.5
+        summary.append(
+            {"dataset": "d", "method": method, "model": net, "seeds": 3, "mean": mean, "std": std}
+        )
+    settings = {"datasets": "d", "methods": "dream,idc", "models": ",".join(nets)}
+    record = {
+        "settings": {**settings, "seeds": "0,1,2"},
+        "results": {"cells": cells, "summary": summary, "pending": []},
+        "device": "cpu",
+        "cpu_model": "X",
+    }
+    path = tmp_path / "results" / "cross-arch-d.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(record))
+    text = "\n".join(cross_arch_section([path], path.parent))
+    assert "pending" not in text and "core-hours" not in text
+    assert "--name cross-arch-d --seeds 0,1,2 --jobs 2` reproduce it" in text
+    assert "| d | DREAM | 50.10 ± 0.08 | 51.10 ± 0.08 | 52.10 ± 0.08 |" in text
+    assert "| d | IDC | DenseNet-121 | 55.00 | 55.10 | 55.20 |" in text  # per seed
 
 
 def test_efficiency_summary_counts_iterations_to_the_baseline_final():
