@@ -29,8 +29,12 @@ Differences from the official code, on purpose:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +49,7 @@ from dream_cl.data.base import DatasetInfo, DatasetSplit, to_float
 from dream_cl.errors import UserError
 from dream_cl.models import build_model
 from dream_cl.progress import NullProgress, Progress
+from dream_cl.utils import atomic_torch_save
 
 FULL_EVAL_DSA = "color_crop_cutout_flip_scale_rotate"
 RECIPES = ("idc", "dc", "dsa", "dm")
@@ -263,6 +268,111 @@ def test_accuracy(
     return correct / max(len(test), 1)
 
 
+@dataclass(frozen=True)
+class EvalCheckpoint:
+    """Where a long evaluation saves itself, so that rerunning it continues where it stopped.
+
+    A ResNet or DenseNet trained for hundreds of epochs on a CPU takes most of an hour; a
+    stop should cost minutes, not the model. Each training run is one file in ``folder``
+    named by a fingerprint of everything that determines its result (network, options,
+    recipe, seed, training images, test split), written atomically at most every
+    ``every_seconds`` (0: every epoch). It holds the weights, the optimiser, the learning
+    rate and the random streams, so a resumed run ends exactly where an uninterrupted one
+    ends; a finished run keeps only its accuracy, so a rerun returns it without training.
+    The caller removes ``folder`` once it has stored the result.
+    """
+
+    folder: Path
+    every_seconds: float = 60.0
+
+
+EVAL_CHECKPOINT_FORMAT = "dream-cl-eval-checkpoint"
+EVAL_CHECKPOINT_VERSION = 1
+
+
+def _tensor_digest(h: Any, t: torch.Tensor) -> None:
+    t = t.detach().to("cpu").contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+
+
+def _run_fingerprint(
+    model_name: str,
+    model_options: dict[str, Any] | None,
+    cfg: EvalConfig,
+    seed: int,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    test: DatasetSplit,
+    dataset: str,
+) -> str:
+    """sha256 of every input that decides a training run's result."""
+    h = hashlib.sha256()
+    meta = {
+        "version": EVAL_CHECKPOINT_VERSION,
+        "model": model_name,
+        "model_options": model_options or {},
+        "cfg": cfg.to_dict(),
+        "seed": seed,
+        "dataset": dataset,
+    }
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    for t in (images.to(torch.float32), labels.to(torch.int64), test.images, test.labels):
+        _tensor_digest(h, t)
+    return h.hexdigest()
+
+
+@dataclass
+class _Training:
+    """One evaluation training run's whole state: the one thing a checkpoint saves."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    lr: float
+    gen: torch.Generator
+    epoch: int = 0
+    """Epochs finished."""
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "epoch": self.epoch,
+            "lr": self.lr,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "generator": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.lr = float(state["lr"])
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def _read_eval_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The saved state, or None when there is none; a damaged file is one clear line."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means an unusable file
+        raise UserError(
+            f"evaluation checkpoint {path} cannot be read ({type(err).__name__}); "
+            "delete it to train that model from the start"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != EVAL_CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not a dream-cl evaluation checkpoint; move it away")
+    return state
+
+
 def train_and_test(
     model_name: str,
     images: torch.Tensor,
@@ -275,17 +385,26 @@ def train_and_test(
     device: torch.device | str = "cpu",
     model_options: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    checkpoint: EvalCheckpoint | None = None,
 ) -> float:
     """Train a fresh ``model_name`` on (images, labels) and return its last-epoch test accuracy.
 
     ``images`` are float in [0,1] and already decoded. ``cfg.dsa_strategy=None`` resolves to the
     dataset's official strategy (assuming factor 1, ipc 10; :func:`evaluate_image_set` passes
-    the real ones). Accuracy is a fraction in [0,1].
+    the real ones). Accuracy is a fraction in [0,1]. With ``checkpoint``, an interrupted call
+    continues where it stopped when called again with the same arguments.
     """
     cfg = resolve_eval_config(cfg, info.name)
     strategy = parse_strategy(cfg.dsa_strategy or "none")
     progress = progress or NullProgress()
     device = torch.device(device)
+    path = None
+    if checkpoint is not None:
+        fp = _run_fingerprint(model_name, model_options, cfg, seed, images, labels, test, info.name)
+        path = Path(checkpoint.folder) / f"eval-{fp[:24]}.pt"
+    saved = _read_eval_checkpoint(path) if path is not None else None
+    if saved is not None and "accuracy" in saved:
+        return float(saved["accuracy"])
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # anything outside our generator (e.g. dropout) is seeded too
     model = build_model(
@@ -303,21 +422,27 @@ def train_and_test(
     if n == 0:
         raise ValueError("cannot train on an empty image set")
     milestones = set(cfg.milestone_epochs())
-    lr = cfg.lr
-    opt = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+
+    def sgd(lr: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+
+    run = _Training(model=model, opt=sgd(cfg.lr), lr=cfg.lr, gen=gen)
+    if saved is not None:
+        run.load_state_dict(saved)
     progress.start("eval", cfg.epochs)
+    if run.epoch:
+        progress.advance("eval", run.epoch)
     model.train()
-    for epoch in range(cfg.epochs):
-        if epoch in milestones:
-            lr *= cfg.gamma
+    last_save = time.monotonic()
+    while run.epoch < cfg.epochs:
+        if run.epoch in milestones:
+            run.lr *= cfg.gamma
             if cfg.restart_optimizer:
-                opt = torch.optim.SGD(
-                    model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-                )
-            for group in opt.param_groups:
-                group["lr"] = lr
+                run.opt = sgd(run.lr)
+            for group in run.opt.param_groups:
+                group["lr"] = run.lr
         total, seen = 0.0, 0
         for idx in _batches(torch.randperm(n, generator=gen), cfg.batch_size):
             idx = idx.to(device)
@@ -329,15 +454,30 @@ def train_and_test(
                 loss = cutmix_loss(model(x), y_a, y_b, lam)
             else:
                 loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
+            run.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            run.opt.step()
             total += float(loss.detach()) * idx.numel()
             seen += idx.numel()
+        run.epoch += 1
+        if (
+            path is not None
+            and checkpoint is not None
+            and run.epoch < cfg.epochs
+            and time.monotonic() - last_save >= checkpoint.every_seconds
+        ):
+            atomic_torch_save(_stamped(run.state_dict()), path)
+            last_save = time.monotonic()
         progress.advance("eval", 1, loss=total / seen)
     acc = test_accuracy(model, test, info, device, cfg.test_batch_size)
+    if path is not None:
+        atomic_torch_save(_stamped({"accuracy": acc, "epoch": run.epoch}), path)
     progress.finish("eval")
     return acc
+
+
+def _stamped(state: dict[str, Any]) -> dict[str, Any]:
+    return {"format": EVAL_CHECKPOINT_FORMAT, "version": EVAL_CHECKPOINT_VERSION, **state}
 
 
 @dataclass
@@ -382,8 +522,13 @@ def evaluate_image_set(
     device: torch.device | str = "cpu",
     model_options: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    checkpoint: EvalCheckpoint | None = None,
 ) -> EvalResult:
-    """Decode ``s`` and train/test ``repeats`` fresh models; repeat k uses ``seed + k``."""
+    """Decode ``s`` and train/test ``repeats`` fresh models; repeat k uses ``seed + k``.
+
+    With ``checkpoint``, a call interrupted part-way continues, on the next call with the
+    same arguments, from the models it finished and the last saved epoch of the one it was
+    training (see :class:`EvalCheckpoint`)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     resolved = resolve_eval_config(cfg, s.info.name, s.factor, s.ipc)
@@ -400,6 +545,7 @@ def evaluate_image_set(
             device=device,
             model_options=model_options,
             progress=progress,
+            checkpoint=checkpoint,
         )
         for k in range(repeats)
     ]

@@ -14,11 +14,13 @@ from torch import nn
 from dream_cl.artifact import ImageSet, load_image_set, save_image_set
 from dream_cl.coreset import select_coreset
 from dream_cl.data.base import DatasetInfo, DatasetSplit
-from dream_cl.errors import UserError
+from dream_cl.errors import Interrupted, UserError
 from dream_cl.evaluate import (
+    EvalCheckpoint,
     EvalConfig,
     EvalResult,
     default_eval_dsa,
+    eval_recipe,
     evaluate_image_set,
     resolve_eval_config,
     train_and_test,
@@ -279,3 +281,85 @@ def test_dc_augment_is_one_seeded_op_per_image() -> None:
     assert not torch.equal(crop, x)
     with pytest.raises(ValueError):
         dc_augment(x, "noise")
+
+
+class _StopAfter(_Recorder):
+    """A reporter that stops the run (as SIGTERM would) once ``epochs`` epochs are done."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+
+    def advance(self, task: str, n: int = 1, **metrics: float) -> None:
+        super().advance(task, n, **metrics)
+        if sum(e[2] for e in self.events if e[0] == "advance") >= self.epochs:
+            raise Interrupted("SIGTERM")
+
+
+def _losses(rec: _Recorder) -> list[float]:
+    return [e[3]["loss"] for e in rec.events if e[0] == "advance" and "loss" in e[3]]
+
+
+@pytest.mark.parametrize("recipe", ["idc", "dm"])
+def test_an_interrupted_evaluation_resumes_to_the_uninterrupted_result(
+    digits, tmp_path: Path, recipe: str
+) -> None:
+    # dm (13 passes) rebuilds its optimiser at its lr decay, epoch 8; idc decays at 8 and 10.
+    # The stop at epoch 9 falls after both kinds of change, so the saved optimiser, lr and
+    # random streams all matter.
+    train, test = digits
+    s = _small_set(train, 5)
+    images, labels = s.decoded()
+    cfg = dataclasses.replace(eval_recipe(recipe, "digits", epochs=12), batch_size=16)
+    whole = _Recorder()
+    expected = train_and_test(
+        "convnet", images, labels, s.info, test, cfg, seed=3, model_options=WIDTH, progress=whole
+    )
+    ckpt = EvalCheckpoint(tmp_path / "ckpt", every_seconds=0)
+    stopped = _StopAfter(9)
+    with pytest.raises(Interrupted):
+        train_and_test(
+            "convnet", images, labels, s.info, test, cfg, seed=3, model_options=WIDTH,
+            progress=stopped, checkpoint=ckpt,
+        )  # fmt: skip
+    assert len(list(ckpt.folder.glob("eval-*.pt"))) == 1
+    resumed = _Recorder()
+    acc = train_and_test(
+        "convnet", images, labels, s.info, test, cfg, seed=3, model_options=WIDTH,
+        progress=resumed, checkpoint=ckpt,
+    )  # fmt: skip
+    assert acc == expected
+    # the resumed run jumps to epoch 9 and then retraces the uninterrupted run's losses exactly
+    assert resumed.events[1] == ("advance", "eval", 9, {})
+    assert _losses(stopped) + _losses(resumed) == _losses(whole)
+    # a finished run keeps only its accuracy: calling again returns it without training
+    again = _Recorder()
+    assert train_and_test(
+        "convnet", images, labels, s.info, test, cfg, seed=3, model_options=WIDTH,
+        progress=again, checkpoint=ckpt,
+    ) == expected  # fmt: skip
+    assert again.events == []
+    # another seed is another run: it does not pick up this one's file
+    other = _Recorder()
+    train_and_test(
+        "convnet", images, labels, s.info, test, cfg, seed=4, model_options=WIDTH,
+        progress=other, checkpoint=ckpt,
+    )  # fmt: skip
+    assert other.events[0] == ("start", "eval", cfg.epochs) and len(_losses(other)) == cfg.epochs
+    assert len(list(ckpt.folder.glob("eval-*.pt"))) == 2
+
+
+def test_a_damaged_evaluation_checkpoint_is_one_line_naming_it(digits, tmp_path: Path) -> None:
+    train, test = digits
+    s = _small_set(train, 2)
+    images, labels = s.decoded()
+    ckpt = EvalCheckpoint(tmp_path, every_seconds=0)
+    cfg = EvalConfig(epochs=2, batch_size=16)
+    train_and_test("convnet", images, labels, s.info, test, cfg, seed=0, checkpoint=ckpt,
+                   model_options=WIDTH)  # fmt: skip
+    (path,) = tmp_path.glob("eval-*.pt")
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot be read.*delete it") as err:
+        train_and_test("convnet", images, labels, s.info, test, cfg, seed=0, checkpoint=ckpt,
+                       model_options=WIDTH)  # fmt: skip
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
