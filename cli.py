@@ -89,6 +89,8 @@ def command(*args, **kwargs):
 
 
 _RESUMABLE_COMMANDS = ("run", "distill", "compare")
+_CONTINUABLE_COMMANDS = ("evaluate",)
+"""Commands that continue from their checkpoints when the same command runs again."""
 
 
 def _interrupt_status(err: BaseException) -> int:
@@ -103,6 +105,11 @@ def _interrupt_line(err: BaseException, command_name: str) -> str:
         return (
             f"interrupted by {name}{where}; what was checkpointed is kept. Resume with: "
             f"{_resume_hint(sys.argv[1:])}"
+        )
+    if command_name in _CONTINUABLE_COMMANDS:
+        return (
+            f"interrupted by {name}{where}; what was checkpointed is kept. Continue with the "
+            f"same command: dream-cl {_join(sys.argv[1:])}"
         )
     return (
         f"interrupted by {name}{where}; nothing was written. Rerun: dream-cl {_join(sys.argv[1:])}"
@@ -399,6 +406,13 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option(help="Where to write the JSON result (default: beside the set).")
     ] = None,
+    checkpoint_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Save the model in training at most this often (0: every epoch), so that the "
+            "same command continues an interrupted evaluation."
+        ),
+    ] = 60.0,
     data_root: DataRoot = Path(DEFAULT_DATA_ROOT),
     download: Download = False,
     device: Device = "auto",
@@ -407,12 +421,14 @@ def evaluate(
 ) -> None:
     """Train fresh models on an image set and report last-epoch accuracy (mean +- std)."""
     import dataclasses
+    import shutil
 
     from dream_cl.artifact import load_image_set
     from dream_cl.data import ValidationSpec, load_dataset, load_splits
     from dream_cl.data.validation import SPLITS
     from dream_cl.evaluate import (
         RECIPES,
+        EvalCheckpoint,
         eval_recipe,
         evaluate_image_set,
         recipe_for_framework,
@@ -431,6 +447,8 @@ def evaluate(
         raise UserError("--repeats, --epochs and --batch-size must be at least 1")
     if (lr is not None and lr <= 0) or (cutmix_p is not None and not 0.0 <= cutmix_p <= 1.0):
         raise UserError("--lr must be positive and --cutmix-p between 0 and 1")
+    if not checkpoint_seconds >= 0:  # also refuses nan
+        raise UserError("--checkpoint-seconds must be 0 (every epoch) or more")
     options = _parse_model_options(model, model_option)
     dev = resolve_device(device)
     image_set = load_image_set(artifact)
@@ -460,6 +478,8 @@ def evaluate(
                 "--split val: this set records no validation split (it may have been made "
                 "from every training image); distill it with --val-fraction to evaluate on one"
             )
+    # the models in training, one file each, under the JSON file's lock; gone once it is written
+    partial = target.parent / f".{target.name}.partial"
     with _claimed(target.parent, lock_name=f".{target.name}.lock", clean=False):
         if spec is None:
             data = load_dataset(image_set.info.name, data_root, train=False, download=download)
@@ -477,6 +497,7 @@ def evaluate(
                 device=dev,
                 model_options=options,
                 progress=progress,
+                checkpoint=EvalCheckpoint(partial, every_seconds=checkpoint_seconds),
             )
         record = result.to_dict() | {
             "artifact": str(artifact),
@@ -486,6 +507,7 @@ def evaluate(
             "validation": None if spec is None else spec.to_dict(),
         }
         atomic_write_json(record, target)
+        shutil.rmtree(partial, ignore_errors=True)
     typer.echo(
         f"{model} on {image_set.method} ({image_set.info.name}, {image_set.num_stored} stored), "
         f"{chosen} recipe, {split} split: {100 * result.mean:.2f} +- {100 * result.std:.2f} % "

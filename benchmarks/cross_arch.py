@@ -16,7 +16,9 @@ takes 20-90 min on one core, by CPU model), so the benchmark resumes across sess
 - every finished cell is kept with the sha256 of the set it trained on; a cell whose set has
   changed since is run again, so every number of one (dataset, method, seed) comes from one
   set;
-- the result file is rewritten after each cell, with the cells still pending listed.
+- the result file is rewritten after each cell, with the cells still pending listed;
+- a cell's model in training saves itself every minute in ``--work/cells/``, so a cell stopped
+  part-way (a session's end, a kill) continues from there when the command runs again.
 
 Sets are distilled first (``--jobs`` at a time, in separate processes), then the cheap cells
 (the ConvNet column, then ResNet-10, then DenseNet-121); ``--budget-minutes`` stops cleanly
@@ -102,11 +104,44 @@ def set_job(dataset: str, method: str, seed: int, args: argparse.Namespace) -> t
     return name, sha
 
 
-def evaluate_cell(folder: Path, model: str, seed: int, args: argparse.Namespace, test):
-    """Train one fresh ``model`` on the set in ``folder``; last-epoch test accuracy."""
+def cell_checkpoints(args: argparse.Namespace, key: str) -> Path:
+    """Where the cell ``key``'s model in training saves itself (removed once recorded)."""
+    return args.work / "cells" / key.replace("|", "-")
+
+
+class _ResumeWatch:
+    """A progress reporter that sees whether the model trained from its first epoch (a
+    continued run jumps ahead at once; a finished one reported by its record trains none)."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+
+    def start(self, task: str, total: int) -> None:
+        pass
+
+    def advance(self, task: str, n: int = 1, **metrics: float) -> None:
+        if self.first is None:
+            self.first = n if metrics else -n  # a jump to a saved epoch carries no loss
+
+    def finish(self, task: str) -> None:
+        pass
+
+    @property
+    def resumed(self) -> bool:
+        return self.first is None or self.first < 0
+
+
+def evaluate_cell(
+    folder: Path, model: str, seed: int, args: argparse.Namespace, test, checkpoints: Path
+):
+    """Train one fresh ``model`` on the set in ``folder``; last-epoch test accuracy.
+
+    The model saves itself to ``checkpoints`` every minute, so a cell stopped part-way
+    continues from there; ``seconds`` then counts this process only, and ``resumed`` says so.
+    """
     from dream_cl.artifact import load_image_set
     from dream_cl.distill.config import DistillConfig
-    from dream_cl.evaluate import eval_recipe, evaluate_image_set
+    from dream_cl.evaluate import EvalCheckpoint, eval_recipe, evaluate_image_set
     from dream_cl.utils import resolve_device
 
     s = load_image_set(folder)
@@ -114,6 +149,7 @@ def evaluate_cell(folder: Path, model: str, seed: int, args: argparse.Namespace,
     recipe = eval_recipe(cfg.resolved_eval_recipe(), cfg.dataset, epochs=cfg.eval_epochs)
     options = {"width": cfg.eval_width} if model == "convnet" and cfg.eval_width else None
     device = resolve_device(args.device)
+    watch = _ResumeWatch()
     t0 = time.perf_counter()
     result = evaluate_image_set(
         s,
@@ -124,11 +160,14 @@ def evaluate_cell(folder: Path, model: str, seed: int, args: argparse.Namespace,
         seed=seed,
         device=device,
         model_options=options,
+        checkpoint=EvalCheckpoint(checkpoints),
+        progress=watch,
     )
     machine = provenance(device)
     return {
         "accuracy": result.mean,
         "seconds": time.perf_counter() - t0,
+        "resumed": watch.resumed,
         # a table resumed across sessions is made on several machines: each cell names its own
         **{k: machine[k] for k in ("commit", "date", "device", "cpu_model", "torch", "threads")},
         "recipe": result.config,
@@ -146,7 +185,7 @@ def cell_job(key: str, folder: Path, args: argparse.Namespace) -> tuple[str, dic
     torch.set_num_threads(args.threads)
     dataset, _, model, seed = key.split("|")
     test = load_train_test(dataset, Path(args.data_root))[1]
-    return key, evaluate_cell(folder, model, int(seed), args, test)
+    return key, evaluate_cell(folder, model, int(seed), args, test, cell_checkpoints(args, key))
 
 
 def summarize(cells: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -268,6 +307,7 @@ def main() -> None:
         cells[key] = cell
         print(f"{key}: {100 * cell['accuracy']:.2f} % ({cell['seconds']:.0f} s)", flush=True)
         save()
+        shutil.rmtree(cell_checkpoints(args, key), ignore_errors=True)
 
     todo = [
         (f"{d}|{m}|{net}|{s}", args.sets / set_name(d, m, s), args)

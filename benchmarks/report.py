@@ -674,11 +674,14 @@ def _cross_arch_seeds(records: list[dict[str, Any]], models: list[str]) -> list[
 
 def _cell_times(records: list[dict[str, Any]], pending: list[str]) -> list[str]:
     """Median minutes per cell by network and CPU model (cells record their machine; a table
-    resumed across sessions runs on several), and what the ``pending`` cells (the network of
+    resumed across sessions runs on several; a cell continued from a checkpoint is left
+    out), and what the ``pending`` cells (the network of
     every cell the full table still lacks) cost at those."""
     times: dict[tuple[str, str], list[float]] = {}
     for rec in records:
         for key, cell in rec["results"]["cells"].items():
+            if cell.get("resumed"):
+                continue  # timed from its checkpoint on: part of a cell
             cpu = cell.get("cpu_model") or rec.get("cpu_model") or "CPU not recorded"
             if not str(cell.get("device", rec.get("device", "cpu"))).startswith("cpu"):
                 cpu = str(cell.get("device"))

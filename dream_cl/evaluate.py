@@ -274,12 +274,13 @@ class EvalCheckpoint:
 
     A ResNet or DenseNet trained for hundreds of epochs on a CPU takes most of an hour; a
     stop should cost minutes, not the model. Each training run is one file in ``folder``
-    named by a fingerprint of everything that determines its result (network, options,
-    recipe, seed, training images, test split), written atomically at most every
-    ``every_seconds`` (0: every epoch). It holds the weights, the optimiser, the learning
-    rate and the random streams, so a resumed run ends exactly where an uninterrupted one
-    ends; a finished run keeps only its accuracy, so a rerun returns it without training.
-    The caller removes ``folder`` once it has stored the result.
+    named by a fingerprint of its inputs (network, options, recipe, seed, dataset
+    description, training images, test split), written atomically at the end of an epoch
+    once ``every_seconds`` have passed since the last (0: every epoch). It holds the weights,
+    the optimiser, the learning rate and the random streams, so on the same device and
+    thread count a resumed run ends exactly where an uninterrupted one ends; a finished run
+    keeps only its accuracy, so a rerun returns it without training. The caller removes
+    ``folder`` once it has stored the result.
     """
 
     folder: Path
@@ -288,6 +289,9 @@ class EvalCheckpoint:
 
 EVAL_CHECKPOINT_FORMAT = "dream-cl-eval-checkpoint"
 EVAL_CHECKPOINT_VERSION = 1
+"""Part of every fingerprint: bump it when a change to evaluation training (this loop, the
+augmentations, the models) would make a saved run continue differently, so old files are
+not resumed."""
 
 
 def _tensor_digest(h: Any, t: torch.Tensor) -> None:
@@ -304,7 +308,7 @@ def _run_fingerprint(
     images: torch.Tensor,
     labels: torch.Tensor,
     test: DatasetSplit,
-    dataset: str,
+    info: DatasetInfo,
 ) -> str:
     """sha256 of every input that decides a training run's result."""
     h = hashlib.sha256()
@@ -314,7 +318,7 @@ def _run_fingerprint(
         "model_options": model_options or {},
         "cfg": cfg.to_dict(),
         "seed": seed,
-        "dataset": dataset,
+        "dataset": info.to_dict(),
     }
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
     for t in (images.to(torch.float32), labels.to(torch.int64), test.images, test.labels):
@@ -330,6 +334,7 @@ class _Training:
     opt: torch.optim.Optimizer
     lr: float
     gen: torch.Generator
+    device: torch.device
     epoch: int = 0
     """Epochs finished."""
 
@@ -342,8 +347,8 @@ class _Training:
             "generator": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if self.device.type == "cuda":  # only the training device: CPU runs never touch CUDA
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -353,8 +358,8 @@ class _Training:
         self.opt.load_state_dict(state["optimizer"])
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
 
 def _read_eval_checkpoint(path: Path) -> dict[str, Any] | None:
@@ -400,7 +405,7 @@ def train_and_test(
     device = torch.device(device)
     path = None
     if checkpoint is not None:
-        fp = _run_fingerprint(model_name, model_options, cfg, seed, images, labels, test, info.name)
+        fp = _run_fingerprint(model_name, model_options, cfg, seed, images, labels, test, info)
         path = Path(checkpoint.folder) / f"eval-{fp[:24]}.pt"
     saved = _read_eval_checkpoint(path) if path is not None else None
     if saved is not None and "accuracy" in saved:
@@ -428,9 +433,15 @@ def train_and_test(
             model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
 
-    run = _Training(model=model, opt=sgd(cfg.lr), lr=cfg.lr, gen=gen)
+    run = _Training(model=model, opt=sgd(cfg.lr), lr=cfg.lr, gen=gen, device=device)
     if saved is not None:
-        run.load_state_dict(saved)
+        try:
+            run.load_state_dict(saved)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise UserError(
+                f"evaluation checkpoint {path} does not fit this run ({type(err).__name__}); "
+                "delete it to train that model from the start"
+            ) from None
     progress.start("eval", cfg.epochs)
     if run.epoch:
         progress.advance("eval", run.epoch)

@@ -122,6 +122,9 @@ def remove_temporaries(folder: str | Path) -> list[Path]:
         return []
     removed = []
     for p in folder.rglob(f".*{TEMP_SUFFIX}"):
+        # an evaluation writing its models' checkpoints holds only its JSON file's lock
+        if any(part.endswith(".partial") for part in p.relative_to(folder).parts[:-1]):
+            continue
         if p.is_file() and p.name.count(".") >= 3:
             try:
                 p.unlink()
@@ -132,7 +135,8 @@ def remove_temporaries(folder: str | Path) -> list[Path]:
 
 
 def _ignored(name: str) -> bool:
-    return name.startswith(".") and (name.endswith(TEMP_SUFFIX) or name.endswith(".lock"))
+    """Locks, temporaries and an evaluation's models in training (``.NAME.json.partial``)."""
+    return name.startswith(".") and name.endswith((TEMP_SUFFIX, ".lock", ".partial"))
 
 
 def command_of(saved: Any) -> str | None:

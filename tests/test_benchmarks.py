@@ -4,6 +4,7 @@ benchmarks themselves never run inside the test suite."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -126,6 +127,21 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
         ("idc", "convnet"),
     }
     assert xa["results"]["pending"] == []
+    assert not any((tmp_path / "xa" / "cells").glob("*")), "a recorded cell's checkpoints go"
+    assert not any(c["resumed"] for c in xa["results"]["cells"].values())
+    # a cell stopped part-way continues from its checkpoint folder (here: a finished model's
+    # record, kept because the stop came before the result file was written)
+    from benchmarks.cross_arch import evaluate_cell
+    from dream_cl.data import load_train_test
+
+    test = load_train_test("digits", tmp_path)[1]
+    ns = argparse.Namespace(device="cpu")
+    folder, ckpt = sets / "digits-dream-ipc10-s0", tmp_path / "ckpt"
+    first = evaluate_cell(folder, "convnet", 0, ns, test, ckpt)
+    again = evaluate_cell(folder, "convnet", 0, ns, test, ckpt)
+    assert (first["resumed"], again["resumed"]) == (False, True)
+    recorded = xa["results"]["cells"]["digits|dream|convnet|0"]["accuracy"]
+    assert first["accuracy"] == again["accuracy"] == recorded
 
     table1 = (
         "benchmarks/table1.py",
@@ -194,6 +210,8 @@ def test_a_complete_cross_arch_table_shows_every_seed_and_no_pending_cell(tmp_pa
         summary.append(
             {"dataset": "d", "method": method, "model": net, "seeds": 3, "mean": mean, "std": std}
         )
+    # a cell continued from its checkpoint timed only its last part: no time from it
+    cells["d|idc|densenet121|0"] |= {"resumed": True, "seconds": 1.0}
     settings = {"datasets": "d", "methods": "dream,idc", "models": ",".join(nets)}
     record = {
         "settings": {**settings, "seeds": "0,1,2"},
@@ -209,6 +227,7 @@ def test_a_complete_cross_arch_table_shows_every_seed_and_no_pending_cell(tmp_pa
     assert "--name cross-arch-d --seeds 0,1,2 --jobs 2` reproduce it" in text
     assert "| d | DREAM | 50.10 ± 0.08 | 51.10 ± 0.08 | 52.10 ± 0.08 |" in text
     assert "| d | IDC | DenseNet-121 | 55.00 | 55.10 | 55.20 |" in text  # per seed
+    assert "DenseNet-121 3 min on X (n=5)" in text and "ResNet-10 4 min on X (n=6)" in text
 
 
 def test_efficiency_summary_counts_iterations_to_the_baseline_final():

@@ -363,3 +363,8 @@ def test_a_damaged_evaluation_checkpoint_is_one_line_naming_it(digits, tmp_path:
         train_and_test("convnet", images, labels, s.info, test, cfg, seed=0, checkpoint=ckpt,
                        model_options=WIDTH)  # fmt: skip
     assert str(path) in str(err.value) and "\n" not in str(err.value)
+    # a readable file that is not this run's state (keys missing) is one line too
+    torch.save({"format": "dream-cl-eval-checkpoint", "version": 1, "epoch": 1}, path)
+    with pytest.raises(UserError, match="does not fit this run.*delete it"):
+        train_and_test("convnet", images, labels, s.info, test, cfg, seed=0, checkpoint=ckpt,
+                       model_options=WIDTH)  # fmt: skip
