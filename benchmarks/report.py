@@ -812,6 +812,35 @@ def recipes_section(path: Path, root: Path) -> list[str]:
     return [*lines, ""]
 
 
+def eval_checkpoint_section(path: Path, root: Path) -> list[str]:
+    record = _load(path)
+    epochs = record["settings"]["epochs"]
+    lines = [
+        "## Evaluation checkpoints: what they cost",
+        "",
+        "An evaluation saves its model in training (weights and momentum) at most once a "
+        "minute, so that the same command continues it after a stop. One fresh network per "
+        f"row trains {epochs} epochs on 400 synthetic 28x28 images (the cross-architecture "
+        "cells' shape) without saving and again saving after every epoch; the save is timed "
+        "alone (median of "
+        f"{record['settings']['repeats']}). Overhead at the default cadence = one save per "
+        "minute, or per epoch where an epoch is longer.",
+        "",
+        _source(record, path, root),
+        "",
+        "| network | s per epoch | s per save | file (MiB) | overhead at one save a minute "
+        "| saving every epoch changes the accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for net, r in record["results"].items():
+        lines.append(
+            f"| {ARCH_NAMES.get(net, net)} | {r['epoch_seconds']:.2f} | {r['save_seconds']:.3f} "
+            f"| {r['file_mib']:.1f} | {100 * r['overhead_at_60s']:.2f} % "
+            f"| {'no' if r['same_accuracy'] else 'YES'} |"
+        )
+    return [*lines, ""]
+
+
 def build(results: Path = RESULTS_DIR, out: Path | None = None) -> Path:
     """Write RESULTS.md (beside ``results``) from every result file found."""
     from dream_cl.utils import atomic_write
@@ -851,6 +880,8 @@ def build(results: Path = RESULTS_DIR, out: Path | None = None) -> Path:
         lines += recipes_section(path, results)
     for path in sorted(results.glob("table1*.json")):
         lines += table1_section(path, results)
+    for path in sorted(results.glob("eval-checkpoint*.json")):
+        lines += eval_checkpoint_section(path, results)
     text = "\n".join(lines).rstrip() + "\n"
     atomic_write(out, lambda p: p.write_text(text))
     return out

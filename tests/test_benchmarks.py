@@ -169,6 +169,13 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     assert rc["digits-dm"]["now"]["recipe"]["batch_size"] == 256
     assert rc["digits-dsa"]["now"]["recipe"]["dsa_mode"] == "one"
 
+    _run(
+        "benchmarks/eval_checkpoint.py",
+        *("--models", "convnet", "--epochs", "2", "--repeats", "2", "--out-dir", str(results)),
+    )
+    ec = json.loads((results / "eval-checkpoint.json").read_text())["results"]["convnet"]
+    assert ec["same_accuracy"] and ec["save_seconds"] > 0 and ec["file_mib"] > 0
+
     md = tmp_path / "RESULTS.md"
     _run("benchmarks/report.py", "--results", str(results), "--out", str(md))
     text = md.read_text()
@@ -177,6 +184,8 @@ def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     assert "| pool |" in text
     assert "### digits, IPC 1 (validation accuracy)" in text and "| 100x |" in text
     assert "Chosen:" in text and "Cross-architecture" in text and "before and after" in text
+    checkpoints = text.split("## Evaluation checkpoints: what they cost", 1)[1]
+    assert "\n| ConvNet-3 | " in checkpoints and checkpoints.rstrip().endswith("| no |")
     # one seed of one network: the rest of the 3-seed table is pending, each seed's cell shown
     assert "--name cross-arch --seeds 0,1,2 --jobs 2` resume them" in text
     assert "| digits | DREAM | ConvNet-3 | " in text and "| digits | IDC | ConvNet-3 | " in text
