@@ -49,7 +49,7 @@ from dream_cl.data.base import DatasetInfo, DatasetSplit, to_float
 from dream_cl.errors import UserError
 from dream_cl.models import build_model
 from dream_cl.progress import NullProgress, Progress
-from dream_cl.utils import atomic_torch_save
+from dream_cl.utils import atomic_torch_save, load_checkpoint_file
 
 FULL_EVAL_DSA = "color_crop_cutout_flip_scale_rotate"
 RECIPES = ("idc", "dc", "dsa", "dm")
@@ -366,13 +366,9 @@ def _read_eval_checkpoint(path: Path) -> dict[str, Any] | None:
     """The saved state, or None when there is none; a damaged file is one clear line."""
     if not path.exists():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure means an unusable file
-        raise UserError(
-            f"evaluation checkpoint {path} cannot be read ({type(err).__name__}); "
-            "delete it to train that model from the start"
-        ) from None
+    state = load_checkpoint_file(
+        path, "evaluation checkpoint", "delete it to train that model from the start"
+    )
     if not isinstance(state, dict) or state.get("format") != EVAL_CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a dream-cl evaluation checkpoint; move it away")
     return state
@@ -403,8 +399,9 @@ def train_and_test(
     strategy = parse_strategy(cfg.dsa_strategy or "none")
     progress = progress or NullProgress()
     device = torch.device(device)
-    path = None
+    path, every_seconds = None, math.inf
     if checkpoint is not None:
+        every_seconds = checkpoint.every_seconds
         fp = _run_fingerprint(model_name, model_options, cfg, seed, images, labels, test, info)
         path = Path(checkpoint.folder) / f"eval-{fp[:24]}.pt"
     saved = _read_eval_checkpoint(path) if path is not None else None
@@ -471,12 +468,8 @@ def train_and_test(
             total += float(loss.detach()) * idx.numel()
             seen += idx.numel()
         run.epoch += 1
-        if (
-            path is not None
-            and checkpoint is not None
-            and run.epoch < cfg.epochs
-            and time.monotonic() - last_save >= checkpoint.every_seconds
-        ):
+        due = time.monotonic() - last_save >= every_seconds
+        if path is not None and due and run.epoch < cfg.epochs:
             atomic_torch_save(_stamped(run.state_dict()), path)
             last_save = time.monotonic()
         progress.advance("eval", 1, loss=total / seen)

@@ -89,6 +89,15 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     return atomic_write(path, write)
 
 
+def load_checkpoint_file(path: str | Path, what: str, hint: str) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU; a file that cannot be read (truncated,
+    corrupt, pickled code) is the one line "WHAT PATH cannot be read (ERROR); HINT"."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means an unusable file
+        raise UserError(f"{what} {path} cannot be read ({type(err).__name__}); {hint}") from None
+
+
 def atomic_write_json(obj: Any, path: str | Path) -> Path:
     """Write JSON (indented, sorted keys) atomically."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"

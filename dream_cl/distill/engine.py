@@ -44,7 +44,12 @@ from dream_cl.distributed import (
 from dream_cl.errors import UserError
 from dream_cl.progress import NullProgress, Progress, notify
 from dream_cl.runfolder import CONFIG_FILE, claim, record
-from dream_cl.utils import atomic_torch_save, atomic_write_json, resolve_device
+from dream_cl.utils import (
+    atomic_torch_save,
+    atomic_write_json,
+    load_checkpoint_file,
+    resolve_device,
+)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 TIMING_FILE = "timing.json"
@@ -162,12 +167,7 @@ def _grad_scale(cfg: DistillConfig, train: DatasetSplit, device: torch.device):
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure means an unusable file
-        raise UserError(
-            f"checkpoint {path} cannot be read ({type(err).__name__}); delete it to start over"
-        ) from None
+    state = load_checkpoint_file(path, "checkpoint", "delete it to start over")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a dream-cl distillation checkpoint")
     if state.get("version", 0) > CHECKPOINT_VERSION:
