@@ -1,4 +1,4 @@
-"""Shared by every benchmark: provenance and result files.
+"""Shared by every benchmark: provenance, result files, and what their RESULTS.md sections share.
 
 Each result JSON carries the git commit, date, device, torch version, thread count and the
 full settings, so every number in RESULTS.md can be traced to the run that produced it.
@@ -7,6 +7,7 @@ full settings, so every number in RESULTS.md can be traced to the run that produ
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import multiprocessing
 import os
 import platform
@@ -98,6 +99,41 @@ def provenance(device: torch.device) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
     }
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def pct(x: float) -> str:
+    """A fraction as RESULTS.md writes a percentage."""
+    from dream_cl.utils import percent
+
+    return percent(x)
+
+
+def note_lines(notes: dict[str, str], key: str) -> list[str]:
+    """A section's note paragraph (and the blank line after it), if it has one."""
+    note = notes.get(key)
+    return [note, ""] if note else []
+
+
+def source_line(record: dict[str, Any], path: Path, root: Path) -> str:
+    """RESULTS.md's "Source:" line: the result file and the run that wrote it."""
+    rel = path.relative_to(root.parent) if path.is_relative_to(root.parent) else path
+    cpu = record.get("cpu_model")
+    where = record.get("device", "?")
+    if str(where).startswith("cpu"):
+        where = f"{where}, CPU model {cpu}" if cpu else f"{where}, CPU model not recorded"
+    return (
+        f"Source: `{rel}` (commit {record.get('commit', '?')}, {record.get('date', '?')}, "
+        f"{where}, torch {record.get('torch', '?')}, "
+        f"{record.get('threads', '?')} thread(s))."
+    )
+
+
+# the networks' names in RESULTS.md's tables
+ARCH_NAMES = {"convnet": "ConvNet-3", "resnet10": "ResNet-10", "densenet121": "DenseNet-121"}
 
 
 def write_result(

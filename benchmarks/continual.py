@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS_DIR, provenance  # noqa: E402
+from benchmarks.common import RESULTS_DIR, load_json, note_lines, pct, provenance  # noqa: E402
 
 
 def step_seconds(work: Path) -> dict[str, dict[str, float]]:
@@ -108,6 +108,103 @@ def main() -> None:
         record["note"] = args.note
     atomic_write_json(record, out / "provenance.json")
     print(f"wrote {out}")
+
+
+# --- RESULTS.md section --------------------------------------------------------------------
+
+INTRO = "Accuracy on all classes seen so far (%), mean ± std over class orders."
+# What a reader needs beside a continual-learning table (settings that the table omits).
+CONTEXT: dict[str, str] = {
+    "cl-cifar10-5step-cpu": "CIFAR-10 in 5 steps of 2 classes (the third-party JPEG copy, "
+    "`../shared/data/README`), cpu preset: ResNet-10 (CIFAR branch) kept across steps and "
+    "trained 40 epochs per step on the cumulative memory only, cross-entropy plus KD from the "
+    "previous step's model (`finetune-kd`); every memory stores 10 images per class seen "
+    "(100 at the end). DREAM and IDC store factor-2 "
+    "multi-formation images, so their 100 stored images decode to 400 training images, as "
+    "in the paper's equal-storage comparison; they are distilled with the cpu preset's 8 x 10 "
+    "matching steps per task. The paper's continual-learning experiment is on CIFAR-100, so "
+    "there is no paper row to put beside this one.",
+}
+# Results whose numbers a later change made stale, and what replaces them (none today).
+SUPERSEDED: dict[str, str] = {}
+
+
+def section(results: Path) -> str:
+    """RESULTS.md's continual-learning section, one table per ``cl-*/comparison.json``."""
+    paths = sorted(results.glob("cl-*/comparison.json"))
+    if not paths:
+        return ""
+    lines = [
+        "## Continual learning: `dream-cl compare`, same stored budget",
+        "",
+        INTRO,
+        "",
+    ]
+    for path in paths:
+        lines += _comparison_lines(path, results)
+    return "\n".join(lines)
+
+
+def _comparison_lines(path: Path, root: Path) -> list[str]:
+    from dream_cl.strategies.report import plot_accuracy
+
+    record = load_json(path)
+    results = record["results"]
+    n = next(iter(results.values()))["final_accuracy"].get("n", 1)
+    png = plot_accuracy(
+        {k: {"summary": v} for k, v in results.items()},
+        root / "plots" / f"{path.parent.name}.png",
+        title=f"{record['scenario']}",
+    )
+    lines = [
+        f"### {record['scenario']} ({n} class order{'s' if n != 1 else ''})",
+        "",
+        *note_lines(SUPERSEDED, path.parent.name),
+        *note_lines(CONTEXT, path.parent.name),
+        "| memory | stored | decoded | final | average incremental | forgetting |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        mem = r["memory"]
+        ms = [
+            f"{pct(r[key]['mean'])} ± {pct(r[key]['std'])}"
+            for key in ("final_accuracy", "average_incremental_accuracy", "forgetting")
+        ]
+        lines.append(
+            f"| {name} | {mem['stored_images']} | {mem['decoded_images']} | "
+            + " | ".join(ms)
+            + " |"
+        )
+    prov = path.parent / "provenance.json"
+    if prov.exists():
+        p = load_json(prov)
+        lines += [
+            "",
+            f"Source: `{path.relative_to(root.parent)}` (commit {p.get('commit', '?')}, "
+            f"{p.get('date', '?')}, {p.get('device', '?')}); command: "
+            f"`{p.get('command', '?')}`." + (f" Note: {p['note']}." if p.get("note") else ""),
+        ]
+        lines += step_seconds_lines(p.get("step_seconds"), p.get("threads"))
+    return [*lines, "", f"![{record['scenario']}]({png.relative_to(root.parent)})", ""]
+
+
+def step_seconds_lines(seconds: dict[str, dict[str, float]] | None, threads) -> list[str]:
+    """The comparison's cost per memory, summed over steps and orders (all its calls)."""
+    if not seconds:
+        return []
+    thread = f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""
+    lines = [
+        "",
+        f"Compute time (s, summed over every step and class order{thread}):",
+        "",
+        "| memory | build memory | train | evaluate | total |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in seconds.items():
+        cells = [f"{s.get(k, 0.0):,.0f}" for k in ("memory", "train", "eval", "total")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    total = sum(s.get("total", 0.0) for s in seconds.values())
+    return [*lines, "", f"All memories: {total / 3600:.2f} h."]
 
 
 if __name__ == "__main__":

@@ -17,10 +17,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_result  # noqa: E402
+from benchmarks.cells import Cells  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    ARCH_NAMES,
+    RESULTS_DIR,
+    load_json,
+    source_line,
+    write_result,
+)
 
 
 def measure(model: str, epochs: int, repeats: int) -> dict[str, float | bool | int]:
@@ -92,17 +100,77 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    results = {}
+    device = torch.device("cpu")
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    out_dir = args.out_dir or RESULTS_DIR
+
+    def save(finished: dict[str, Any]) -> Path:
+        return write_result(args.name, device, settings, finished, out_dir)
+
+    # a network measured already is kept while the settings that shape it are the same
+    cells = Cells(
+        out_dir / f"{args.name}.json",
+        settings=settings,
+        shaping=("epochs", "repeats", "threads"),
+        where=("results",),
+        write=save,
+        device=device,
+    )
     for model in args.models.split(","):
-        r = results[model] = measure(model, args.epochs, args.repeats)
+        if cells.done(model):
+            print(f"{model}: measured already", flush=True)
+            continue
+        r = cells.put(model, measure(model, args.epochs, args.repeats))
         print(
             f"{model}: epoch {r['epoch_seconds']:.2f} s, save {r['save_seconds']:.3f} s "
             f"({r['file_mib']:.1f} MiB), overhead at one save a minute "
             f"{100 * r['overhead_at_60s']:.2f} %, same accuracy: {r['same_accuracy']}",
             flush=True,
         )
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    print(f"wrote {write_result(args.name, torch.device('cpu'), settings, results, args.out_dir)}")
+    print(f"wrote {save(cells.finished())}")
+
+
+# --- RESULTS.md section --------------------------------------------------------------------
+
+INTRO = (
+    "An evaluation saves its model in training (weights and momentum) at most once a "
+    "minute, so that the same command continues it after a stop. One fresh network per "
+    "row trains {epochs} epochs on 400 synthetic 28x28 images (the cross-architecture "
+    "cells' shape) without saving and again saving after every epoch; the save is timed "
+    "alone (median of {repeats}). Overhead at the default cadence = one save per "
+    "minute, or per epoch where an epoch is longer."
+)
+
+
+def section(results: Path) -> str:
+    """RESULTS.md's checkpoint-cost section, one per ``eval-checkpoint*.json``."""
+    return "\n".join(
+        line
+        for path in sorted(results.glob("eval-checkpoint*.json"))
+        for line in _lines(path, results)
+    )
+
+
+def _lines(path: Path, root: Path) -> list[str]:
+    record = load_json(path)
+    lines = [
+        "## Evaluation checkpoints: what they cost",
+        "",
+        INTRO.format(**record["settings"]),
+        "",
+        source_line(record, path, root),
+        "",
+        "| network | s per epoch | s per save | file (MiB) | overhead at one save a minute "
+        "| saving every epoch changes the accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for net, r in record["results"].items():
+        lines.append(
+            f"| {ARCH_NAMES.get(net, net)} | {r['epoch_seconds']:.2f} | {r['save_seconds']:.3f} "
+            f"| {r['file_mib']:.1f} | {100 * r['overhead_at_60s']:.2f} % "
+            f"| {'no' if r['same_accuracy'] else 'YES'} |"
+        )
+    return [*lines, ""]
 
 
 if __name__ == "__main__":

@@ -22,10 +22,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.cells import Cells  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     RESULTS_DIR,
     git_commit,
+    load_json,
+    pct,
     run_in_processes,
+    source_line,
     write_result,
 )
 
@@ -70,6 +74,10 @@ def one_run(
         "accuracy": [e["mean"] for e in evals],
         "accuracy_std": [e.get("std", 0.0) for e in evals],
     }
+
+
+def run_key(ipc: int, multiplier: float) -> str:
+    return f"{ipc}|{multiplier!r}"
 
 
 def choose_multiplier(runs: list[dict[str, Any]]) -> float:
@@ -121,7 +129,7 @@ def main() -> None:
     import torch
 
     from dream_cl.data import ValidationSpec, load_splits
-    from dream_cl.utils import atomic_write_json, resolve_device
+    from dream_cl.utils import resolve_device
 
     torch.set_num_threads(args.threads)
     spec = ValidationSpec(args.val_fraction, args.val_seed)
@@ -129,36 +137,28 @@ def main() -> None:
         ap.error("--val-fraction must be > 0: the multiplier is chosen on validation data")
     train, val, _ = load_splits(args.dataset, Path(args.data_root), spec)
     name = args.name or f"image-rate-{args.dataset}"
-    # resumable: finished runs are kept in a partial file beside the result
-    partial = (args.out_dir or RESULTS_DIR) / f".{name}.partial.json"
-    # rows are reused only when every setting that shapes them is the same
+    # resumable: finished runs are kept in a partial file beside the result, and reused only
+    # when every setting that shapes them is the same
     free = ("ipcs", "multipliers", "threads", "jobs")
     same = {k: v for k, v in vars(args).items() if k not in free}
     same = json.loads(json.dumps(same, default=str)) | {"commit": git_commit()}
-    saved = json.loads(partial.read_text()) if partial.exists() else {}
-    done = saved.get("runs", []) if saved.get("settings") == same else []
+    partial = (args.out_dir or RESULTS_DIR) / f".{name}.partial.json"
+    cells = Cells(partial, settings=same, shaping=list(same), device=resolve_device(args.device))
     todo = [(int(i), float(m)) for i in args.ipcs.split(",") for m in args.multipliers.split(",")]
 
-    def key(r: dict[str, Any]) -> tuple[int, float]:
-        return (r["ipc"], r["multiplier"])
-
-    rows = {key(r): r for r in done if key(r) in todo}
-
     def keep(row: dict[str, Any]) -> None:
-        rows[key(row)] = row
-        kept = list(rows.values()) + [r for r in done if key(r) not in rows]
-        atomic_write_json({"settings": same, "runs": kept}, partial)
+        cells.put(run_key(row["ipc"], row["multiplier"]), row)
         curve = " ".join(f"{100 * a:.2f}" for a in row["accuracy"])
         where = f"{args.dataset} ipc {row['ipc']:3d} x{row['multiplier']:g}"
         print(f"{where} (val): {curve}", flush=True)
 
-    missing = [(args.dataset, i, m, args) for i, m in todo if (i, m) not in rows]
+    missing = [(args.dataset, i, m, args) for i, m in todo if not cells.done(run_key(i, m))]
 
     def here(dataset: str, ipc: int, multiplier: float, args: argparse.Namespace):
         return one_run(dataset, ipc, multiplier, args, (train, val))  # the splits loaded above
 
     run_in_processes(_worker if args.jobs > 1 else here, missing, args.jobs, keep)
-    runs = [rows[t] for t in todo]
+    runs = [cells.get(run_key(*t)) for t in todo]
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     settings["preset"] = "cpu"
     settings["validation"] = spec.to_dict() | {"images": len(val), "train_images": len(train)}
@@ -172,6 +172,57 @@ def main() -> None:
     partial.unlink(missing_ok=True)
     print(f"chosen multiplier (validation): x{choose_multiplier(runs):g}")
     print(f"wrote {path}")
+
+
+# --- RESULTS.md section --------------------------------------------------------------------
+
+METHOD = (
+    "IDC framework, cpu preset, `{dataset}`, sampler `{sampler}`, init `{init}`, seed {seed}; "
+    "the image rate set to a multiple of the paper's. {fraction:g} % of every class of the "
+    "training split is held out (seed {val_seed}: {images} validation images, {train_images} "
+    "distilled on); each point is the mean *validation* accuracy of {eval_repeats} evaluation "
+    "models. The chosen multiple has the highest last-iteration validation accuracy summed "
+    "over the IPCs; the test split is not read. **Chosen: {chosen:g}x.**"
+)
+
+
+def section(results: Path) -> str:
+    """RESULTS.md's image-rate section, from every ``image-rate*.json`` chosen on validation
+    data (a file from before the validation split chose on test data: left out)."""
+    paths = sorted(results.glob("image-rate*.json"))
+    if not paths:
+        return ""
+    lines = ["## The cpu preset's image learning rate, chosen on validation data", ""]
+    for path in paths:
+        lines += _file_lines(path, results)
+    return "\n".join(lines)
+
+
+def _file_lines(path: Path, root: Path) -> list[str]:
+    record = load_json(path)
+    s = record["settings"]
+    runs = record["results"]["runs"]
+    val = s.get("validation")
+    if val is None or any(r.get("split") != "val" for r in runs):
+        return []  # a run from before the validation split: it chose on test data
+    values = {**s, "fraction": 100 * val["fraction"], "val_seed": val["seed"]}
+    values |= {"images": val["images"], "train_images": val["train_images"]}
+    chosen = record["results"]["chosen_multiplier"]
+    lines = [METHOD.format(**values, chosen=chosen), "", source_line(record, path, root), ""]
+    for ipc in sorted({r["ipc"] for r in runs}):
+        rows = [r for r in runs if r["ipc"] == ipc]
+        its = rows[0]["eval_iterations"]
+        lines += [
+            f"### {s['dataset']}, IPC {ipc} (validation accuracy)",
+            "",
+            "| multiple | lr_img | " + " | ".join(f"it {i}" for i in its) + " |",
+            "|---|---|" + "---|" * len(its),
+        ]
+        for r in rows:
+            accs = " | ".join(pct(a) for a in r["accuracy"])
+            lines.append(f"| {r['multiplier']:g}x | {r['lr_img']:.3g} | {accs} |")
+        lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

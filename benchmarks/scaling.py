@@ -35,7 +35,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS_DIR, provenance, write_result  # noqa: E402
+from benchmarks.cells import Cells  # noqa: E402
+from benchmarks.common import RESULTS_DIR, load_json, provenance, source_line, write_result  # noqa: E402
 
 SHAPES = {
     # name: (classes, per class, channels, size)
@@ -45,11 +46,35 @@ SHAPES = {
 }
 
 
+def shard_train(shape: str, shard_classes: list[int]):
+    """Random data of ``shape`` holding only ``shard_classes`` (as a rank of a sharded run
+    holds them), each class's images from its own seed."""
+    from dream_cl.data.base import DatasetInfo, DatasetSplit
+    from dream_cl.distill.engine import ShardedTrain
+
+    classes, per_class, ch, size = SHAPES[shape]
+    parts = [
+        torch.randint(
+            0,
+            256,
+            (per_class, ch, size, size),
+            generator=torch.Generator().manual_seed(1000 + c),
+            dtype=torch.uint8,
+        )
+        for c in shard_classes
+    ]
+    labels = torch.tensor(shard_classes).repeat_interleave(per_class)
+    info = DatasetInfo(
+        shape, ch, size, tuple(str(i) for i in range(classes)), (0.5,) * ch, (0.25,) * ch
+    )
+    offsets = torch.arange(classes + 1, dtype=torch.int64) * per_class
+    return ShardedTrain(DatasetSplit(torch.cat(parts), labels, info), offsets)
+
+
 def worker(setting: dict) -> None:
     """One rank: build this rank's classes, distil, rank 0 writes the row."""
-    from dream_cl.data.base import DatasetInfo, DatasetSplit
     from dream_cl.distill.config import resolve_config
-    from dream_cl.distill.engine import ShardedTrain, distill
+    from dream_cl.distill.engine import distill
     from dream_cl.distributed import (
         ClassShard,
         all_gather_objects,
@@ -62,25 +87,9 @@ def worker(setting: dict) -> None:
     env = init_from_env(setting["device"])
     torch.set_num_threads(setting["threads"])
     device = str(resolve_device(local_device(env, setting["device"])))
-    classes, per_class, ch, size = SHAPES[setting["shape"]]
+    classes, per_class, _, size = SHAPES[setting["shape"]]
     shard = ClassShard.for_env(classes, env)
-    # only this rank's classes exist here, each class's images from its own seed
-    parts = [
-        torch.randint(
-            0,
-            256,
-            (per_class, ch, size, size),
-            generator=torch.Generator().manual_seed(1000 + c),
-            dtype=torch.uint8,
-        )
-        for c in shard.classes
-    ]
-    labels = torch.tensor(shard.classes).repeat_interleave(per_class)
-    info = DatasetInfo(
-        setting["shape"], ch, size, tuple(str(i) for i in range(classes)), (0.5,) * ch, (0.25,) * ch
-    )
-    offsets = torch.arange(classes + 1, dtype=torch.int64) * per_class
-    train = ShardedTrain(DatasetSplit(torch.cat(parts), labels, info), offsets)
+    train = shard_train(setting["shape"], shard.classes)
     overrides = {
         "iterations": 1,
         "inner_loop": setting["steps"],
@@ -131,10 +140,17 @@ def worker(setting: dict) -> None:
             "config": cfg.to_dict(),
             **provenance(torch.device(device)),
         }
-        from dream_cl.utils import atomic_write_json
-
-        atomic_write_json(row, Path(setting["row_path"]))
+        row_cells(setting).put(setting["key"], row)
     shutdown()
+
+
+def row_cells(setting: dict) -> Cells:
+    """The measured (shape, K) rows, one file each in ``setting["rows_dir"]``; a row is
+    reused while it was measured with the same setting (rows from before rows kept their
+    setting are taken as they are)."""
+    same = {k: v for k, v in setting.items() if k not in ("rows_dir", "key")}
+    rows_dir = Path(setting["rows_dir"])
+    return Cells(rows_dir, per_cell_files=True, expect={"setting": same}, optional=["setting"])
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -147,7 +163,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         speedup = t1 / tk if t1 else None
         out.append(
             {
-                **{k: v for k, v in row.items() if k != "config"},
+                **{k: v for k, v in row.items() if k not in ("config", "setting")},
                 "speedup": speedup,
                 "efficiency": speedup / row["processes"] if speedup else None,
             }
@@ -155,7 +171,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", default="cifar10,cifar100")
     ap.add_argument("--procs", default=None, help="K values (default: 1,2; GPUs: 1..count)")
@@ -171,14 +187,52 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny setting, for the smoke test")
     ap.add_argument("--out-dir", type=Path, default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap
 
+
+def measure(args: argparse.Namespace, shape: str, k: int, rows_dir: Path) -> dict:
+    """The (shape, K) row: measured already (and not ``--force``), or measured now."""
+    from dream_cl.distributed import run_local_workers
+
+    setting = {
+        "shape": shape,
+        "ipc": args.ipc,
+        "width": args.width,
+        "factor": args.factor,
+        "interval": args.interval,
+        "steps": args.steps,
+        "threads": args.threads,
+        "device": args.device,
+        "quick": args.quick,
+        "rows_dir": str(rows_dir),
+        "key": f"{shape}-k{k}",
+    }
+    cells = row_cells(setting)
+    if cells.done(setting["key"]) and not args.force:
+        print(f"{shape} K={k}: measured already ({setting['key']}.json)", flush=True)
+    else:
+        env = {"OMP_NUM_THREADS": str(args.threads)}
+        os.environ.update(env)
+        run_local_workers(k, [__file__, "--worker", json.dumps(setting)], env=env)
+    row = cells.get(setting["key"])
+    assert row is not None, f"{shape} K={k}: rank 0 recorded no row"
+    print(
+        f"{shape:9s} K={k}: {row['seconds_per_inner_iteration']:.2f} s/inner "
+        f"(matching {row['breakdown_per_inner_iteration']['matching']:.2f}, "
+        f"update {row['breakdown_per_inner_iteration']['network_update']:.2f}), "
+        f"peak {max(row['peak_rss_mib_per_rank']):.0f} MiB/rank",
+        flush=True,
+    )
+    return row
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.worker:
         from dream_cl.distributed import exit_process
 
         worker(json.loads(args.worker))
         exit_process(0)
-    from dream_cl.distributed import run_local_workers
     from dream_cl.utils import resolve_device
 
     device = resolve_device(args.device)
@@ -192,39 +246,10 @@ def main() -> None:
     out_dir = args.out_dir or RESULTS_DIR
     rows_dir = out_dir / args.name
     rows_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
     for shape in args.shapes.split(","):
         if shape not in SHAPES:
             raise SystemExit(f"unknown shape '{shape}'; use one of {', '.join(SHAPES)}")
-        for k in procs:
-            row_path = rows_dir / f"{shape}-k{k}.json"
-            if row_path.exists() and not args.force:
-                print(f"{shape} K={k}: measured already ({row_path.name})", flush=True)
-            else:
-                setting = {
-                    "shape": shape,
-                    "ipc": args.ipc,
-                    "width": args.width,
-                    "factor": args.factor,
-                    "interval": args.interval,
-                    "steps": args.steps,
-                    "threads": args.threads,
-                    "device": args.device,
-                    "quick": args.quick,
-                    "row_path": str(row_path),
-                }
-                env = {"OMP_NUM_THREADS": str(args.threads)}
-                os.environ.update(env)
-                run_local_workers(k, [__file__, "--worker", json.dumps(setting)], env=env)
-            row = json.loads(row_path.read_text())
-            rows.append(row)
-            print(
-                f"{shape:9s} K={k}: {row['seconds_per_inner_iteration']:.2f} s/inner "
-                f"(matching {row['breakdown_per_inner_iteration']['matching']:.2f}, "
-                f"update {row['breakdown_per_inner_iteration']['network_update']:.2f}), "
-                f"peak {max(row['peak_rss_mib_per_rank']):.0f} MiB/rank",
-                flush=True,
-            )
+    rows = [measure(args, shape, k, rows_dir) for shape in args.shapes.split(",") for k in procs]
     summary = summarise(rows)
     for r in summary:
         if r["speedup"] is not None and r["processes"] > 1:
@@ -236,6 +261,49 @@ def main() -> None:
     settings["procs"] = procs
     path = write_result(args.name, device, settings, summary, out_dir)
     print(f"wrote {path}")
+
+
+# --- RESULTS.md section --------------------------------------------------------------------
+
+INTRO = (
+    "The same distillation on K processes (torchrun's launcher; Gloo and one torch thread "
+    "per process on CPU, one GPU each on GPUs), at the paper preset's per-class work on "
+    "random data of the dataset's shape: IDC, ConvNet-3 width 128, IPC 10, factor 2, "
+    "N = 128, the whole class clustered at each refresh. Seconds per inner iteration = "
+    "refresh / 10 + matching + network update (rank 0's clock; every inner iteration "
+    "ends in a collective). Speed-up against K = 1 of the same run; efficiency = "
+    "speed-up / K. Peak memory: each process's resident set."
+)
+
+
+def section(results: Path) -> str:
+    """RESULTS.md's strong-scaling section, one table per ``scaling*.json``."""
+    paths = sorted(results.glob("scaling*.json"))
+    if not paths:
+        return ""
+    lines = ["## Strong scaling on several processes (class sharding)", "", INTRO, ""]
+    for path in paths:
+        record = load_json(path)
+        lines += [
+            source_line(record, path, results),
+            "",
+            "| shape | K | classes per process | s / inner iteration | refresh / 10 | matching "
+            "| network update | speed-up | efficiency | peak memory per process (MiB) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in record["results"]:
+            b = r["breakdown_per_inner_iteration"]
+            speed = f"{r['speedup']:.2f}x" if r.get("speedup") else "-"
+            eff = f"{100 * r['efficiency']:.0f} %" if r.get("efficiency") else "-"
+            peaks = ", ".join(f"{p:.0f}" for p in r["peak_rss_mib_per_rank"])
+            lines.append(
+                f"| {r['shape']} | {r['processes']} | "
+                f"{', '.join(str(n) for n in r['classes_per_process'])} | "
+                f"{r['seconds_per_inner_iteration']:.2f} | {b['clustering']:.2f} | "
+                f"{b['matching']:.2f} | {b['network_update']:.2f} | {speed} | {eff} | {peaks} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,21 +45,48 @@ from torch import nn
 
 from dream_cl.artifact import ImageSet
 from dream_cl.augment import cutmix_loss, dsa, maybe_cutmix, parse_strategy
-from dream_cl.augment.dcaug import DC_MNIST_STRATEGY, dc_augment
+from dream_cl.augment.dcaug import dc_augment
 from dream_cl.data.base import DatasetInfo, DatasetSplit, to_float
 from dream_cl.errors import UserError
 from dream_cl.models import build_model
 from dream_cl.progress import NullProgress, Progress
+from dream_cl.protocol.evaluation import (
+    FULL_EVAL_DSA,
+    RECIPES,
+    default_eval_dsa,
+    default_recipe_epochs,
+    eval_augmentation,
+    official_eval_cutmix,
+    recipe_for_framework,
+    recipe_settings,
+)
 from dream_cl.utils import atomic_torch_save, load_checkpoint_file
 
-FULL_EVAL_DSA = "color_crop_cutout_flip_scale_rotate"
-RECIPES = ("idc", "dc", "dsa", "dm")
-"""Evaluation recipes, one per framework (coresets take IDC's)."""
+__all__ = [
+    "DSA_MODES",
+    "EVAL_CHECKPOINT_FORMAT",
+    "EVAL_CHECKPOINT_VERSION",
+    "FULL_EVAL_DSA",
+    "RECIPES",
+    "EvalCheckpoint",
+    "EvalConfig",
+    "EvalResult",
+    "default_eval_dsa",
+    "default_recipe_epochs",
+    "eval_recipe",
+    "evaluate_image_set",
+    "official_eval_cutmix",
+    "recipe_for_framework",
+    "resolve_eval_config",
+    "test_accuracy",
+    "train_and_test",
+]
+"""The recipes and their rules live in :mod:`dream_cl.protocol.evaluation`; the ones callers
+import from here are re-exported."""
+
 DSA_MODES = ("stack", "one")
 """``stack``: IDC's DiffAug (flip, colour, one geometric op, cutout, each if listed);
 ``one``: the DSA/DM papers' 'S' mode (one op group per call, chosen at random)."""
-# Digits and house numbers are not mirror-symmetric: a flipped '3' is not a '3'.
-_NO_FLIP = frozenset({"mnist", "svhn", "digits"})
 
 
 @dataclass(frozen=True)
@@ -123,27 +151,6 @@ class EvalConfig:
         return d
 
 
-def _key(dataset: str) -> str:
-    """Dataset names compare without case, '-' or '_' (as the data registry does)."""
-    return dataset.lower().replace("-", "").replace("_", "")
-
-
-def recipe_for_framework(framework: str | None) -> str:
-    """The recipe a set distilled by ``framework`` is evaluated with (None: a coreset)."""
-    return framework if framework in ("dc", "dsa", "dm") else "idc"
-
-
-def default_recipe_epochs(recipe: str, dataset: str) -> int:
-    """The official epoch count E of ``recipe`` on ``dataset``.
-
-    IDC, DSA and DM: 1000. DC: 300, except MNIST, which DC trains with augmentation and
-    VICO's ``main.py`` then gives 1000.
-    """
-    if recipe == "dc" and _key(dataset) != "mnist":
-        return 300
-    return 1000
-
-
 def eval_recipe(recipe: str, dataset: str, *, epochs: int | None = None) -> EvalConfig:
     """The official evaluation recipe ``recipe`` for ``dataset``, with E = ``epochs``.
 
@@ -153,58 +160,7 @@ def eval_recipe(recipe: str, dataset: str, *, epochs: int | None = None) -> Eval
     """
     if recipe not in RECIPES:
         raise UserError(f"unknown evaluation recipe '{recipe}'; use {', '.join(RECIPES)}")
-    e = epochs if epochs is not None else default_recipe_epochs(recipe, dataset)
-    if recipe == "idc":
-        return EvalConfig(epochs=e)
-    if recipe == "dc":
-        aug = DC_MNIST_STRATEGY if _key(dataset) == "mnist" else "none"
-        dsa_strategy, mode = "none", "stack"
-    else:
-        aug, dsa_strategy, mode = "none", FULL_EVAL_DSA, "one"
-    return EvalConfig(
-        epochs=e + 1,
-        batch_size=256,
-        gamma=0.1,
-        lr_epochs=(e // 2 + 2,),
-        restart_optimizer=True,
-        dsa_strategy=dsa_strategy,
-        cutmix_p=0.0,
-        recipe=recipe,
-        dsa_mode=mode,
-        dc_augment=aug,
-    )
-
-
-def official_eval_cutmix(dataset: str, factor: int = 1, ipc: int = 10) -> bool:
-    """Whether the official IDC recipe evaluates with CutMix ('cut') or without ('vanilla').
-
-    The reproduce settings use 'vanilla' for MNIST with factor > 1 and for SVHN with factor 1
-    at one image per class; everything else uses CutMix.
-    """
-    name = _key(dataset)
-    if name == "mnist" and factor > 1:
-        return False
-    return not (name == "svhn" and factor == 1 and ipc == 1)
-
-
-def default_eval_dsa(dataset: str, factor: int = 1, ipc: int = 10, cutmix: bool = True) -> str:
-    """The official IDC evaluation DSA strategy for ``dataset``.
-
-    Start from 'color_crop_cutout_flip_scale_rotate'; drop 'flip' for MNIST, SVHN and digits;
-    drop 'cutout' when CutMix is used (CutMix already cuts a box). CutMix is used when
-    ``cutmix`` is True and the official recipe does not switch it off (MNIST factor > 1, SVHN
-    factor 1 ipc 1, see :func:`official_eval_cutmix`); then cutout stays, except for MNIST
-    at factor > 1, whose reproduce rule sets 'color_crop_scale_rotate' outright.
-    """
-    if _key(dataset) == "mnist" and factor > 1:
-        return "color_crop_scale_rotate"
-    use_cutmix = cutmix and official_eval_cutmix(dataset, factor, ipc)
-    ops = FULL_EVAL_DSA.split("_")
-    if _key(dataset) in _NO_FLIP:
-        ops.remove("flip")
-    if use_cutmix:
-        ops.remove("cutout")
-    return "_".join(ops)
+    return EvalConfig(**recipe_settings(recipe, dataset, epochs))
 
 
 def resolve_eval_config(
@@ -216,12 +172,8 @@ def resolve_eval_config(
     """
     if cfg.dsa_strategy is not None:
         return cfg
-    use_cutmix = cfg.cutmix_p > 0 and official_eval_cutmix(dataset, factor, ipc)
-    return dataclasses.replace(
-        cfg,
-        dsa_strategy=default_eval_dsa(dataset, factor, ipc, cutmix=use_cutmix),
-        cutmix_p=cfg.cutmix_p if use_cutmix else 0.0,
-    )
+    strategy, cutmix_p = eval_augmentation(dataset, factor, ipc, cfg.cutmix_p)
+    return dataclasses.replace(cfg, dsa_strategy=strategy, cutmix_p=cutmix_p)
 
 
 def _augment(x: torch.Tensor, cfg: EvalConfig, ops: tuple[str, ...], gen: torch.Generator):
@@ -351,6 +303,17 @@ class _Training:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
+    def decay_lr(
+        self, gamma: float, restart: Callable[[float], torch.optim.Optimizer] | None
+    ) -> None:
+        """Multiply the lr by ``gamma``; with ``restart``, first rebuild the optimiser at the
+        new lr (VICO's loop does, so its momentum restarts)."""
+        self.lr *= gamma
+        if restart is not None:
+            self.opt = restart(self.lr)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = int(state["epoch"])
         self.lr = float(state["lr"])
@@ -446,11 +409,7 @@ def train_and_test(
     last_save = time.monotonic()
     while run.epoch < cfg.epochs:
         if run.epoch in milestones:
-            run.lr *= cfg.gamma
-            if cfg.restart_optimizer:
-                run.opt = sgd(run.lr)
-            for group in run.opt.param_groups:
-                group["lr"] = run.lr
+            run.decay_lr(cfg.gamma, sgd if cfg.restart_optimizer else None)
         total, seen = 0.0, 0
         for idx in _batches(torch.randperm(n, generator=gen), cfg.batch_size):
             idx = idx.to(device)

@@ -14,9 +14,11 @@ run of exactly the same command, and leave a ``--resume`` to the command's own c
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -248,3 +250,34 @@ def refuse_if_foreign(folder: str | Path, command: str) -> None:
 def record(command: str, config: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """The ``config.json`` of a run folder: the command, its configuration and extras."""
     return {"command": command, "config": config, **extra}
+
+
+@contextlib.contextmanager
+def claimed(
+    folder: str | Path,
+    command: str | None = None,
+    lock_name: str | None = None,
+    clean: bool = True,
+) -> Iterator[FolderLock]:
+    """Hold ``folder`` for a whole command: an exclusive lock (rank 0's, under torchrun),
+    then the temporaries of killed writes removed. Another command's folder is refused
+    before the lock file is made; a failed command leaves no folder it created behind."""
+    from dream_cl.distributed import agree
+
+    folder = Path(folder)
+    lock = FolderLock(folder, lock_name or LOCK_FILE)
+
+    def take() -> None:
+        if command is not None:
+            refuse_if_foreign(folder, command)
+        lock.acquire()
+        if clean:
+            remove_temporaries(folder)
+
+    agree(take)
+    try:
+        yield lock
+    except BaseException:
+        lock.release(failed=True)
+        raise
+    lock.release()

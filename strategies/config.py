@@ -12,7 +12,8 @@ Three records, each passed explicitly to the part that needs it:
 section g): IPC 20, factor 2, the engine's paper preset, ResNet-10 trained 1000 epochs per
 step with SGD lr 0.01, momentum 0.9, wd 5e-4, x0.2 at 60% and 80% of the epochs, batch 64,
 per-sample DSA + CutMix p=0.5, KD with T=2, beta=1. ``cpu`` keeps every mechanism and scales
-the sizes so the embedded ``digits-5step`` finishes in about a minute on 2 cores.
+the sizes so the embedded ``digits-5step`` finishes in about a minute on 2 cores. Both presets,
+the augmentation and the method -> framework table live in :mod:`dream_cl.protocol.continual`.
 """
 
 from __future__ import annotations
@@ -20,26 +21,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from dream_cl.errors import UserError
+from dream_cl.protocol.continual import CL_PRESET_SETTINGS, ENGINE_METHOD
+from dream_cl.protocol.frameworks import framework_rules
 
 REGIMES = ("finetune-kd", "scratch", "replay-mix")
 MEMORY_METHODS = ("dream", "idc", "dm", "herding", "random")
 DISTILL_METHODS = ("dream", "idc", "dm")
-CL_PRESETS = ("paper", "cpu")
 
-# method -> (engine framework, sampler, init); DREAM is IDC + representative sampler + k-means
-_ENGINE_METHOD = MappingProxyType(
-    {
-        "dream": ("idc", "representative", "kmeans"),
-        "idc": ("idc", "random", "random"),
-        "dm": ("dm", "random", "random"),
-    }
-)
-_NO_FLIP = frozenset({"mnist", "svhn", "digits"})
-CL_DSA = "color_crop_flip_scale_rotate"
+CL_PRESETS = tuple(CL_PRESET_SETTINGS)
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -52,21 +44,14 @@ def derive_seed(seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 2
 
 
-def default_cl_dsa(dataset: str) -> str:
-    """IDC's continual-learning augmentation, minus flip for digits and house numbers."""
-    key = dataset.lower().replace("-", "").replace("_", "")
-    ops = CL_DSA.split("_")
-    if key in _NO_FLIP:
-        ops.remove("flip")
-    return "_".join(ops)
-
-
 @dataclass(frozen=True)
 class MemoryConfig:
     """How a step's new classes become a memory of ``ipc`` stored images per class.
 
     ``preset`` and ``overrides`` go to :func:`dream_cl.distill.config.resolve_config` for the
-    distillation methods; ``distill_model`` also extracts the herding features.
+    distillation methods; ``distill_model`` also extracts the herding features. The same
+    overrides serve every method of a comparison, so a setting the method's framework never
+    reads (DM's inner loop, say) is not passed to it: it keeps its preset's value.
     """
 
     method: str = "dream"
@@ -97,9 +82,10 @@ class MemoryConfig:
             return None
         from dream_cl.distill.config import resolve_config
 
-        framework, sampler, init = _ENGINE_METHOD[self.method]
+        framework, sampler, init = ENGINE_METHOD[self.method]
+        skip = framework_rules(framework).unused | {"framework"}
         overrides = {
-            **{k: v for k, v in self.overrides.items() if k != "framework"},
+            **{k: v for k, v in self.overrides.items() if k not in skip},
             "sampler": sampler,
             "init": init,
             "model": self.distill_model,
@@ -133,7 +119,8 @@ class TrainConfig:
     """How the model trains on each step's data; the lr/momentum/wd live in the optimizer.
 
     ``milestones`` are fractions of the strategy's ``train_epochs`` at which the lr is
-    multiplied by ``gamma``. ``dsa_strategy=None`` means :func:`default_cl_dsa` of the dataset;
+    multiplied by ``gamma``. ``dsa_strategy=None`` means
+    :func:`dream_cl.protocol.continual.default_cl_dsa` of the dataset;
     ``'none'`` switches DSA off. KD applies only to the ``finetune-kd`` regime.
     """
 
@@ -162,37 +149,6 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
         return d
-
-
-# preset -> run settings; epochs are per regime (see CLConfig.epochs)
-_PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
-    {
-        "paper": MappingProxyType(
-            {
-                "ipc": 20,
-                "epochs_by_regime": {"finetune-kd": 1000, "scratch": 1000, "replay-mix": 100},
-                "model": "resnet10",
-                "distill_overrides": {},
-                "distill_overrides_by_method": {},
-            }
-        ),
-        "cpu": MappingProxyType(
-            {
-                "ipc": 10,
-                "epochs_by_regime": {"finetune-kd": 40, "scratch": 40, "replay-mix": 10},
-                "model": "resnet10",
-                "distill_overrides": {"checkpoint_every": 2},
-                # the engine's cpu preset, shortened again: five distillations must fit in
-                # about half a minute on 2 cores
-                "distill_overrides_by_method": {
-                    "dream": {"iterations": 8, "inner_loop": 10, "interval": 5},
-                    "idc": {"iterations": 8, "inner_loop": 10, "interval": 5},
-                    "dm": {"iterations": 100},
-                },
-            }
-        ),
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -302,7 +258,7 @@ def resolve_cl_config(
     """Preset values for the run, then every override that is not None on top, validated."""
     if preset not in CL_PRESETS:
         raise UserError(f"unknown preset '{preset}'; use one of {', '.join(CL_PRESETS)}")
-    base = _PRESETS[preset]
+    base = CL_PRESET_SETTINGS[preset]
     regime = overrides.get("regime") or "finetune-kd"
     memory = overrides.get("memory") or "dream"
     epochs_by_regime = base["epochs_by_regime"]

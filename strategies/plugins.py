@@ -57,7 +57,8 @@ from dream_cl.distributed import (
     check_replicated,
 )
 from dream_cl.progress import NullProgress, Progress
-from dream_cl.strategies.config import CL_DSA, REGIMES, TrainConfig, default_cl_dsa, derive_seed
+from dream_cl.protocol.continual import CL_DSA, default_cl_dsa
+from dream_cl.strategies.config import REGIMES, TrainConfig, derive_seed
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

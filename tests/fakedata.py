@@ -250,12 +250,11 @@ def write_image_folder(
 
 
 def shared_data_root() -> Path:
-    """The read-only real data beside the checkout (``../shared/data``), or
-    ``$DREAM_CL_SHARED_DATA``; tests that need it skip when it is absent."""
-    import os
+    """The read-only real data: ``conftest.SHARED_DATA`` (``$DREAM_CL_TEST_DATA``, else
+    ``../shared/data`` beside the checkout); tests that need it skip when it is absent."""
+    from conftest import SHARED_DATA
 
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return Path(os.environ.get("DREAM_CL_SHARED_DATA", default))
+    return SHARED_DATA
 
 
 # the distillation engine at a size that takes about a second per step on 2 cores
@@ -291,6 +290,7 @@ def tiny_digits(num_classes: int = 3, per_class: int = 30):
 def tiny_distill_config(framework: str = "idc", ipc: int = 2, **overrides):
     """A few seconds at most on 2 cores, every mechanism still exercised."""
     from dream_cl.distill.config import resolve_config
+    from dream_cl.protocol.frameworks import LOOP_REAL, LOOP_SYNTHETIC, framework_rules
 
     values = {
         "device": "cpu",
@@ -298,14 +298,15 @@ def tiny_distill_config(framework: str = "idc", ipc: int = 2, **overrides):
         "width": 8,
         "n_clusters": 6,
         "batch_real": 6,
-        "n_data": 12,
-        "batch_syn_max": 8,
         "interval": 2,
     }
-    if framework == "idc":
+    # each framework gets only the settings its loop reads (another is refused)
+    unused = framework_rules(framework).unused
+    values |= {k: v for k, v in {"n_data": 12, "batch_syn_max": 8}.items() if k not in unused}
+    if framework_rules(framework).loop == LOOP_REAL:
         values["inner_loop"] = 3
         values["factor"] = 2  # exercise multi-formation (the digits preset uses factor 1)
-    if framework in ("dc", "dsa"):
+    if framework_rules(framework).loop == LOOP_SYNTHETIC:
         values.update(inner_loop=2, net_epochs_syn=1)
     values.update(overrides)
     return resolve_config(

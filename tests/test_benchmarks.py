@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -22,6 +24,7 @@ def _run(*args: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_benchmarks_run_and_the_report_is_built_from_their_json(tmp_path):
     results = tmp_path / "results"
     _run("benchmarks/throughput.py", "--quick", "--variants", "pool", "--out-dir", str(results))
@@ -207,7 +210,7 @@ def _efficiency_row(variant: str, seed: int, accs: list[float], its: list[int]) 
 
 def test_a_complete_cross_arch_table_shows_every_seed_and_no_pending_cell(tmp_path):
     sys.path.insert(0, str(ROOT))
-    from benchmarks.report import cross_arch_section
+    from benchmarks.cross_arch import section
 
     nets, cells, summary = ("convnet", "resnet10", "densenet121"), {}, []
     for i, (method, net) in enumerate((m, n) for m in ("dream", "idc") for n in nets):
@@ -231,7 +234,7 @@ def test_a_complete_cross_arch_table_shows_every_seed_and_no_pending_cell(tmp_pa
     path = tmp_path / "results" / "cross-arch-d.json"
     path.parent.mkdir()
     path.write_text(json.dumps(record))
-    text = "\n".join(cross_arch_section([path], path.parent))
+    text = section(path.parent)
     assert "pending" not in text and "core-hours" not in text
     assert "--name cross-arch-d --seeds 0,1,2 --jobs 2` reproduce it" in text
     assert "| d | DREAM | 50.10 ± 0.08 | 51.10 ± 0.08 | 52.10 ± 0.08 |" in text
@@ -313,6 +316,7 @@ def test_efficiency_summary_flags_a_baseline_that_falls_below_its_start():
     assert dream["gain_over_init"] < 0 and dream["final_mean"] == 0.97
 
 
+@pytest.mark.slow
 def test_scaling_equivalence_and_gpu_check_scripts_run_and_report(tmp_path):
     """The multi-process benchmarks on a tiny setting (2 Gloo processes on loopback)."""
     results = tmp_path / "results"
@@ -354,7 +358,7 @@ def test_scaling_equivalence_and_gpu_check_scripts_run_and_report(tmp_path):
 
 def test_a_partial_efficiency_sweep_says_so() -> None:
     sys.path.insert(0, str(ROOT))
-    from benchmarks.report import _partial_note
+    from benchmarks.efficiency import partial_note as _partial_note
 
     settings = {"datasets": "cifar10", "ipcs": "10", "variants": "baseline,dream", "seeds": "0,1"}
     record = {"settings": settings | {"name": "e"}, "results": {"runs": [{}] * 3}}
@@ -430,6 +434,7 @@ def test_an_efficiency_row_from_another_config_or_recipe_runs_again(tmp_path, mo
     assert not efficiency.is_current(legacy | {"config": old_preset}, identity)
 
 
+@pytest.mark.slow
 def test_a_longer_efficiency_sweep_continues_the_shorter_ones_runs(tmp_path) -> None:
     """--continue-from: a 40-iteration sweep starts from the 20-iteration sweep's run of the
     same settings, and ends where a fresh long run ends; a run of other settings is not
@@ -458,6 +463,7 @@ def test_a_longer_efficiency_sweep_continues_the_shorter_ones_runs(tmp_path) -> 
     assert not (tmp_path / "other" / "run").exists()
 
 
+@pytest.mark.slow
 def test_rewritten_result_files_do_not_mark_the_commit_dirty(tmp_path) -> None:
     """A sweep rewrites result files as it goes; only a change to code is "-dirty"."""
     sys.path.insert(0, str(ROOT))
@@ -487,7 +493,7 @@ def test_the_continual_benchmark_sums_step_seconds_over_orders_and_calls(tmp_pat
     resumed call that wrote the summary."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.continual import step_seconds
-    from benchmarks.report import _step_seconds_lines
+    from benchmarks.continual import step_seconds_lines as _step_seconds_lines
 
     steps = {
         ("dream", 0): [{"memory": 10.0, "train": 5.0, "eval": 1.0}] * 2,
@@ -508,7 +514,7 @@ def test_the_continual_benchmark_sums_step_seconds_over_orders_and_calls(tmp_pat
 
 def test_an_efficiency_sweep_run_on_two_cpu_models_names_both() -> None:
     sys.path.insert(0, str(ROOT))
-    from benchmarks.report import _run_machines
+    from benchmarks.efficiency import run_machines as _run_machines
 
     runs = [{"cpu_model": "Zen 3"}, {"cpu_model": "Zen 3"}, {"cpu_model": "Zen 5"}]
     (line, _) = _run_machines({"results": {"runs": runs}})
@@ -528,3 +534,114 @@ def test_an_efficiency_sweep_run_on_two_cpu_models_names_both() -> None:
     (line, _) = _run_machines({"results": {"runs": runs}})
     assert "up to 0.46 points apart" in line and "(1 pair(s))" in line
     assert "identically on one model (1 pair(s))" in line
+
+
+def test_a_finished_cell_is_skipped_and_a_changed_setting_runs_it_again(tmp_path) -> None:
+    """The one resumable-cell mechanism: a cell kept under today's settings is done; one kept
+    under other settings (file-wide or its own) is not; a cell from before a field was kept
+    is judged by the rest."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.cells import Cells
+
+    path = tmp_path / "r.json"
+    cells = Cells(path, settings={"epochs": 3, "jobs": 1}, shaping=["epochs"], expect={"v": 1})
+    assert not cells.done("a") and cells.get("a") is None and not cells.stale("a")
+    stored = cells.put("a", {"acc": 0.5})
+    assert stored == {"acc": 0.5, "v": 1} and cells.get("a") == stored
+    record = json.loads(path.read_text())
+    assert record == {"settings": {"epochs": 3, "jobs": 1}, "cells": {"a": stored}}
+
+    def again(**kwargs) -> Cells:
+        kwargs = {"settings": {"epochs": 3, "jobs": 2}, "expect": {"v": 1}} | kwargs
+        return Cells(path, shaping=["epochs"], **kwargs)
+
+    assert again().done("a") and not again().done("b")  # jobs shapes nothing
+    assert not again(settings={"epochs": 4}).done("a")  # a file-wide setting changed
+    changed = again(expect={"v": 2})  # the cell's own setting changed: stale, runs again
+    assert changed.stale("a") and not changed.done("a") and changed.finished() == {}
+    changed.put("a", {"acc": 0.6})
+    assert again(expect={"v": 2}).get("a") == {"acc": 0.6, "v": 2}
+    # a field kept only since: optional for older cells, still compared where present
+    assert again(expect={"v": 2, "w": 0}, optional=["w"]).done("a")
+    assert not again(expect={"v": 2, "w": 0}).done("a")
+
+    # one file per cell, under a record the benchmark writes itself
+    rows = Cells(tmp_path / "rows", per_cell_files=True, expect=lambda key: {"k": key})
+    rows.put("x-1", {"acc": 1.0})
+    assert json.loads((tmp_path / "rows" / "x-1.json").read_text()) == {"acc": 1.0, "k": "x-1"}
+    assert rows.recorded() == ["x-1"] and rows.done("x-1")
+    written = []
+    nested = Cells(tmp_path / "n.json", where=("results", "cells"), write=written.append)
+    nested.put("c", {"acc": 0.1})
+    assert written == [{"c": {"acc": 0.1}}]
+
+
+def test_an_interrupted_cell_write_leaves_the_previous_file(tmp_path, monkeypatch) -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.cells import Cells
+
+    path = tmp_path / "r.json"
+    cells = Cells(path)
+    cells.put("a", {"acc": 0.5})
+    before = path.read_bytes()
+
+    def killed(self, text, *args, **kwargs):
+        Path.write_bytes(self, text[: len(text) // 2].encode())  # half written, then a kill
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cells.put("b", {"acc": 0.7})
+    monkeypatch.undo()
+    assert path.read_bytes() == before and Cells(path).recorded() == ["a"]
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left
+
+
+@pytest.mark.slow
+def test_the_report_is_the_header_and_every_benchmarks_section_in_order(tmp_path) -> None:
+    """report.py only puts the benchmarks' sections together: it drops none, adds nothing."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import report
+
+    # the committed results (their plots are drawn again: into a copy, not the repository)
+    results = tmp_path / "results"
+    skip = shutil.ignore_patterns("*.pt", "*.png")
+    shutil.copytree(ROOT / "benchmarks" / "results", results, ignore=skip)
+    parts = report.sections(results)
+    assert len(parts) == len(report.SECTIONS) and all(parts)  # every benchmark has results
+    out = report.build(results)
+    assert out.read_text() == "\n".join([report.HEADER, *parts]).rstrip() + "\n"
+    assert out.read_text() == (ROOT / "benchmarks" / "RESULTS.md").read_text()
+
+
+def test_an_equivalence_run_made_with_another_command_starts_over(tmp_path, monkeypatch) -> None:
+    """equivalence.py's runs are cells too: a finished one is skipped, one made with another
+    command is run again from scratch, and where the data is does not shape a run."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import equivalence
+
+    calls = []
+
+    def fake_cli(args: list[str], procs: int, started: bool) -> None:
+        out = Path(args[args.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        assert not any(out.glob("old*"))  # a stale run's folder was cleared first
+        (out / "done.json").write_text(json.dumps({"n": len(calls)}))
+        calls.append(args)
+
+    monkeypatch.setattr(equivalence, "_cli", fake_cli)
+
+    def cell(seed: int, where: tuple[str, ...] = ()) -> dict:
+        def read(out: Path) -> dict:
+            return json.loads((out / "done.json").read_text())
+
+        cmd = ["distill", "--seed", str(seed)]
+        return equivalence.cli_cell(tmp_path, "r", cmd, 2, ("s", "done.json"), read, where)
+
+    first = cell(0)
+    assert cell(0, ("--data-root", "elsewhere")) == first and len(calls) == 1
+    (tmp_path / "r" / "old-file").write_text("")
+    assert cell(1)["n"] == 1 and len(calls) == 2  # another command: started over
+    # a finished run folder from before cells were kept is taken as it is
+    (tmp_path / "cells" / "r.json").unlink()
+    assert cell(1)["n"] == 1 and len(calls) == 2

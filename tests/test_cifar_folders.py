@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA, needs_real_data
 from fakedata import write_cifar10
 from PIL import Image
 from typer.testing import CliRunner
@@ -19,7 +20,7 @@ from dream_cl.data.cifar import CIFAR10_CLASSES, cifar10_source
 from dream_cl.data.imagecache import CACHE_ENV
 from dream_cl.errors import UserError
 
-SHARED_TAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar"
+SHARED_TAR = SHARED_DATA / "cifar10-jpeg.tar"
 
 
 def pixels(c: int, i: int, split: str) -> np.ndarray:
@@ -137,7 +138,7 @@ def test_bad_class_folders_are_one_line_naming_the_file(tmp_path: Path, cache) -
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED_TAR.is_file(), reason="needs ../shared/data/cifar10-jpeg.tar")
+@needs_real_data("cifar10-jpeg.tar")
 def test_the_real_cifar10_jpeg_tar(cache) -> None:
     """All 60,000 images straight from the tar (about half a minute), then from the cache."""
     assert DATASETS["cifar10"].found_as(SHARED_TAR.parent) == "a tar of class folders (PNG/JPEG)"

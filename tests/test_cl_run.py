@@ -247,6 +247,7 @@ def test_cli_scenarios_lists_registry_and_data(tmp_path: Path) -> None:
     assert "found" in lines["digits-5step"] and "missing" in lines["cifar100-5step"]
 
 
+@pytest.mark.slow
 def test_cli_run_resume_and_compare(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = (
@@ -323,18 +324,13 @@ def test_cli_bad_inputs_one_line_nothing_written(args: tuple, needle: str, tmp_p
 
 @pytest.mark.parametrize("memory", ["dream", "idc"])
 def test_cli_compile_flag_reaches_the_memory_distillation(memory: str) -> None:
-    from dream_cl.cli import _cl_settings
+    from dream_cl.commands.continual import continual_request
 
-    scenario, preset, overrides = _cl_settings(
-        None, None, None, memory=memory, distill_iterations=3, distill_compile=True
-    )
-    cfg = resolve_cl_config(scenario, preset, **overrides)
+    def request(**options: object):
+        return continual_request({"resume": False, "download": False, **options}, "auto")
+
+    cfg = request(memory=memory, distill_iterations=3, distill_compile=True).config()
     distill = cfg.memory_config(0).distill_config("digits", 8)
     assert distill.compile and distill.iterations == 3 and distill.formulation == "per-class"
-    _, _, plain = _cl_settings(None, None, None, memory=memory)
-    assert (
-        not resolve_cl_config(scenario, preset, **plain)
-        .memory_config(0)
-        .distill_config("digits", 8)
-        .compile
-    )
+    plain = request(memory=memory).config()
+    assert not plain.memory_config(0).distill_config("digits", 8).compile

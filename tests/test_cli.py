@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from dream_cl.cli import app
 
 runner = CliRunner()
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def invoke(*args: str):
@@ -102,6 +101,7 @@ def test_evaluate_bad_inputs(tmp_path: Path) -> None:
     assert_one_line_error(invoke("evaluate", out, "--epochs", "1"), "images.pt")
 
 
+@pytest.mark.slow
 def test_console_script_exit_code(tmp_path: Path) -> None:
     """The installed entry point behaves the same as the app under CliRunner."""
     proc = subprocess.run(
@@ -122,6 +122,7 @@ def test_console_script_exit_code(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_distill_cpu_preset_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "dream"
     result = invoke(

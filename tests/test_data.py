@@ -13,6 +13,7 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 import torch
+from conftest import needs_real_data
 from fakedata import (
     CIFAR10_NAMES,
     fake_color,
@@ -45,9 +46,7 @@ from dream_cl.data.mnist import read_idx
 from dream_cl.errors import UserError
 
 SHARED = shared_data_root()
-needs_shared = pytest.mark.skipif(
-    not (SHARED / "MNIST" / "raw").is_dir(), reason=f"real MNIST not present in {SHARED}"
-)
+needs_shared = needs_real_data("MNIST", "raw")
 FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "tinyimagenet")
 
 
@@ -141,6 +140,7 @@ def test_mnist_class_names_match_torchvision() -> None:
     assert list(FASHION_MNIST_CLASSES) == torchvision.datasets.FashionMNIST.classes
 
 
+@pytest.mark.slow
 @needs_shared
 def test_real_mnist() -> None:
     before = tree(SHARED)
@@ -156,7 +156,8 @@ def test_real_mnist() -> None:
     assert train.info.class_names[1] == "1 - one"
 
 
-@needs_shared
+@pytest.mark.slow
+@needs_real_data("FashionMNIST")
 def test_real_fashion_mnist() -> None:
     train, test = load_train_test("fashion_mnist", SHARED)
     assert_well_formed(train, 60000, (1, 28, 28), 10)

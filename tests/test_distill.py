@@ -206,13 +206,17 @@ def test_matching_augmentation_is_siamese(train):
 
 def test_networks_are_seeded_by_run_seed_and_iteration(train):
     from dream_cl.distill.context import Context
+    from dream_cl.distill.state import RunState
     from dream_cl.distill.timer import Timer
+    from dream_cl.distributed import ClassShard
 
     def net_params(seed: int, iteration: int) -> torch.Tensor:
         cfg = tiny("idc", seed=seed)
         streams = RandomStreams.create(seed, range(train.num_classes))
         cpu = torch.device("cpu")
-        ctx = Context(cfg, train, None, None, None, streams, cpu, Timer(cpu))
+        shard = ClassShard(train.num_classes)
+        state = RunState(cfg, shard, None, None, streams, None, Timer(cpu))  # type: ignore[arg-type]
+        ctx = Context(state, train, cpu)
         return torch.cat([p.detach().flatten() for p in ctx.make_net(iteration).parameters()])
 
     torch.manual_seed(123)
@@ -227,7 +231,9 @@ def test_networks_are_seeded_by_run_seed_and_iteration(train):
 def make_ctx(cfg: DistillConfig, train: DatasetSplit):
     """A framework context as the engine builds it (random init, CPU)."""
     from dream_cl.distill.context import Context
+    from dream_cl.distill.state import RunState
     from dream_cl.distill.timer import Timer
+    from dream_cl.distributed import ClassShard
 
     streams = RandomStreams.create(cfg.seed, range(train.num_classes))
     syn = initialize(
@@ -237,7 +243,72 @@ def make_ctx(cfg: DistillConfig, train: DatasetSplit):
     sampler = engine.make_sampler(cfg, train)
     scale = engine._grad_scale(cfg, train, torch.device("cpu"))
     cpu = torch.device("cpu")
-    return Context(cfg, train, syn, opt, sampler, streams, cpu, Timer(cpu), scale)
+    state = RunState(cfg, ClassShard(train.num_classes), syn, opt, streams, sampler, Timer(cpu))
+    return Context(state, train, cpu, scale)
+
+
+def test_context_is_a_view_over_the_run_state_not_a_second_copy(train):
+    """The run's state has one home: Context reads it from RunState, holds none of it."""
+    import dataclasses
+
+    from dream_cl.distill.context import Context
+
+    shared = {"cfg", "syn", "opt_img", "sampler", "streams", "timer", "shard"}
+    assert not shared & {f.name for f in dataclasses.fields(Context)}
+    ctx = make_ctx(tiny("idc"), train)
+    for name in shared:
+        assert getattr(ctx, name) is getattr(ctx.state, name)
+    other = make_ctx(tiny("dm", seed=5), train)
+    ctx.state.syn, ctx.state.streams, ctx.state.cfg = other.syn, other.streams, other.cfg
+    assert ctx.syn is other.syn and ctx.streams is other.streams and ctx.cfg.framework == "dm"
+    with pytest.raises(AttributeError):
+        ctx.syn = other.syn  # type: ignore[misc]  # read-only: replace it in the state
+
+
+def test_hooks_are_registered_and_fired_in_order_and_steps_fire_inner(train):
+    from dream_cl.distill import registry
+    from dream_cl.distill.context import Hooks
+
+    hooks, calls = Hooks(), []
+    hooks.register("inner", lambda: calls.append("a"))
+    hooks.register("inner", lambda: calls.append("b"))
+    hooks.fire("inner")
+    assert calls == ["a", "b"]
+    with pytest.raises(ValueError, match="unknown hook event 'outer'"):
+        hooks.register("outer", lambda: None)
+    for framework in ("idc", "dc"):
+        ctx = make_ctx(tiny(framework, iterations=1), train)
+        fired: list[str] = []
+        ctx.hooks.register("inner", lambda fired=fired: fired.append("inner"))
+        registry.framework(framework).outer(ctx, 0)
+        assert len(fired) == ctx.cfg.inner_loop
+
+
+def test_the_compiled_matching_is_built_once_per_run_by_the_runs_step(train, monkeypatch):
+    """--compile's function is the outer-iteration step's private cache, built on its first
+    network and reused by the later ones; a new run (a new step) builds its own."""
+    from dream_cl.distill import gradmatch
+
+    built: list[int] = []
+
+    class FakeCompiled:
+        def __init__(self, net, names, metric) -> None:
+            built.append(1)
+
+        def __call__(self, net, z_real, y_real, z_syn, y_syn):
+            return torch.zeros_like(z_syn), torch.zeros(())
+
+    monkeypatch.setattr(gradmatch, "CompiledMatching", FakeCompiled)
+    cfg = tiny("idc", iterations=3, compile=True, formulation="per-class")
+    run = engine.DistillRun.open(
+        cfg, train, None, out=None, resume=False, progress=None,
+        env=engine.DistEnv.current(), data=None,
+    )  # fmt: skip
+    run.run()
+    assert built == [1]
+    assert not hasattr(run.ctx, "compiled")
+    engine.distill(cfg, train)
+    assert built == [1, 1]
 
 
 @pytest.mark.parametrize("framework", ["dc", "dm"])

@@ -46,6 +46,7 @@ def test_more_processes_than_classes_is_refused_with_one_line():
         ClassShard.for_env(3, DistEnv(rank=0, world_size=4))
 
 
+@pytest.mark.slow
 def test_one_process_under_torch_distributed_equals_a_plain_run_bit_for_bit(tmp_path):
     tasks = [{"task": "distill", "framework": "idc"}, {"task": "distill", "framework": "dm"}]
     (ranked,) = launch(tasks, 1, tmp_path)
@@ -55,6 +56,7 @@ def test_one_process_under_torch_distributed_equals_a_plain_run_bit_for_bit(tmp_
         assert got["losses"] == want["losses"], framework
 
 
+@pytest.mark.slow
 def test_two_processes(tmp_path):
     """K = 2 against one process: bit for bit where the network update is replicated
     (DC, DM; IDC with ``net_update='replicated'``), within float rounding where it is
@@ -118,6 +120,7 @@ def _cli(args: list[str], env: dict, timeout: float = 120) -> subprocess.Complet
     )
 
 
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_job_with_one_line_and_resume_finishes_it(tmp_path):
     """``--nproc 2`` through torchrun's launcher; rank 1 dies (SIGKILL) after iteration 3."""
     out = tmp_path / "run"
@@ -152,6 +155,7 @@ def test_a_killed_rank_ends_the_job_with_one_line_and_resume_finishes_it(tmp_pat
     ]
 
 
+@pytest.mark.slow
 def test_continual_learning_memories_and_models_are_identical_on_every_rank(tmp_path):
     """Each step's memory is distilled class-sharded and gathered: every rank holds the
     same buffer (coresets: one process's, bit for bit); the model trains data-parallel and

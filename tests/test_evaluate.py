@@ -19,13 +19,13 @@ from dream_cl.evaluate import (
     EvalCheckpoint,
     EvalConfig,
     EvalResult,
-    default_eval_dsa,
     eval_recipe,
     evaluate_image_set,
     resolve_eval_config,
     train_and_test,
 )
 from dream_cl.evaluate import test_accuracy as accuracy_on  # alias: pytest must not collect it
+from dream_cl.protocol.evaluation import default_eval_dsa
 
 DATA_ROOT = str(shared_data_root())
 
@@ -136,6 +136,7 @@ FAST = EvalConfig(epochs=30, batch_size=16)
 WIDTH = {"width": 32}  # a narrower ConvNet keeps the test fast; the recipe is unchanged
 
 
+@pytest.mark.slow
 def test_train_and_test_learns_digits_and_is_deterministic(digits) -> None:
     train, test = digits
     s = _small_set(train, 20)  # 200 training images, 8x8

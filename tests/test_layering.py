@@ -20,6 +20,7 @@ SOURCES = {
 LAYERS = {
     # helpers with no knowledge of data, models or distillation
     "dream_cl.errors": 0,
+    "dream_cl.settings": 0,
     "dream_cl.utils": 0,
     "dream_cl.progress": 0,
     "dream_cl.runfolder": 0,
@@ -30,12 +31,15 @@ LAYERS = {
     "dream_cl.data": 1,
     "dream_cl.artifact": 2,
     "dream_cl.models": 2,
+    "dream_cl.protocol": 2,
     "dream_cl.evaluate": 3,
     "dream_cl.coreset": 3,
     "dream_cl.distill": 4,
     "dream_cl.scenarios": 5,
     "dream_cl.strategies": 5,
-    "dream_cl.cli": 6,
+    "dream_cl.jobs": 6,
+    "dream_cl.commands": 7,
+    "dream_cl.cli": 7,
 }
 
 
@@ -147,3 +151,71 @@ def test_module_level_imports_form_no_cycle_across_packages() -> None:
     across = [c for c in _cycles(graph) if len({_package(m) for m in c} - {"dream_cl"}) > 1]
     assert not across, across
     assert graph["dream_cl.distill.engine"] and "dream_cl.data" in graph["dream_cl.data.base"]
+
+
+def _named_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The modules ``name`` names in its import statements, anywhere in it (under
+    ``if TYPE_CHECKING:`` and in function bodies too): ``from pkg import sub`` names the
+    submodule ``pkg.sub`` where there is one, else the package ``pkg`` itself."""
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    named = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            named |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            named |= {
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+            }
+    found = set()
+    for module in named:
+        while module and module not in modules:  # a name in a module: the module
+            module = module.rpartition(".")[0]
+        if module:
+            found.add(module)
+    return found
+
+
+def _import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Every import between ``modules``: the modules named, and the package ``__init__``s
+    that importing them runs, except the importer's own packages (a submodule imported
+    from its package's ``__init__`` that re-exports it forms no cycle unless the submodule
+    names that package itself)."""
+    graph = {}
+    for name, path in modules.items():
+        own = {name.rsplit(".", k)[0] for k in range(name.count(".") + 1)}
+        edges = set()
+        for target in _named_modules(name, path, modules):
+            edges.add(target)
+            edges |= {target.rsplit(".", k)[0] for k in range(1, target.count(".") + 1)} - own
+        graph[name] = {m for m in edges if m in modules} - {name}
+    return graph
+
+
+def test_no_two_modules_import_each_other_even_for_types_or_inside_a_package() -> None:
+    graph = _import_graph(_modules())
+    assert not _cycles(graph), _cycles(graph)
+    assert "dream_cl.distill.context" in graph["dream_cl.distill.gradmatch"]
+
+
+def test_the_cycle_check_sees_type_only_imports_and_allows_a_gathering_init(tmp_path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    sources = {
+        "__init__": "from pkg.a import A\nfrom pkg.b import B\n",
+        "a": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import B\n",
+        "b": "from pkg.a import A\n",
+        "c": "def f():\n    from pkg import A\n",  # names its package: an edge to __init__
+    }
+    for stem, text in sources.items():
+        (pkg / f"{stem}.py").write_text(text)
+    modules = {f"pkg.{s}".removesuffix(".__init__"): pkg / f"{s}.py" for s in sources}
+    graph = _import_graph(modules)
+    assert _cycles(graph) == [["pkg.a", "pkg.b"]]  # the __init__ gathering them is no cycle
+    assert graph["pkg.c"] == {"pkg"}
+    (pkg / "a.py").write_text("A = 1\n")
+    assert _cycles(_import_graph(modules)) == []

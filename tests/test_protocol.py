@@ -46,6 +46,7 @@ def test_hold_out_is_deterministic_class_balanced_and_disjoint() -> None:
             ValidationSpec(bad)
 
 
+@pytest.mark.slow
 def test_distill_never_sees_the_validation_split_and_records_it(tmp_path, monkeypatch) -> None:
     """The CLI hands the engine the rest of the training split, evaluates on the held-out
     part, and records the split in the run's config and every evaluation."""
@@ -123,13 +124,13 @@ def test_reports_choose_nothing_on_test_accuracy(tmp_path) -> None:
     """The efficiency tables have no 'best' column and a pre-validation image-rate file is
     not shown as a choice."""
     sys.path.insert(0, str(ROOT))
-    from benchmarks.report import image_rate_section
+    from benchmarks.image_rate import section as image_rate_section
 
     old = {"settings": {"dataset": "digits"}, "results": {"runs": [{"ipc": 1, "accuracy": [1]}]}}
     path = tmp_path / "results" / "image-rate-digits.json"
     path.parent.mkdir()
     path.write_text(json.dumps(old))
-    assert "Chosen" not in "\n".join(image_rate_section([path], path.parent))
+    assert "Chosen" not in image_rate_section(path.parent)
     text = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     assert "best (it)" not in text
 

@@ -126,6 +126,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_at_once_naming_the_holder_and_a_killed_holder_never_blocks(
     tmp_path: Path, reference
 ) -> None:
@@ -152,6 +153,7 @@ def test_a_second_writer_is_refused_at_once_naming_the_holder_and_a_killed_holde
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_two_real_runs_on_one_folder_one_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "race"
     first = start(*RUN, "--epochs", "3", "--out", out)
@@ -169,6 +171,7 @@ def test_two_real_runs_on_one_folder_one_is_refused(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_evaluate_out_is_locked_per_file(tmp_path: Path, reference) -> None:
     target = tmp_path / "eval.json"
     holder = subprocess.Popen(
@@ -193,6 +196,7 @@ def test_evaluate_out_is_locked_per_file(tmp_path: Path, reference) -> None:
 
 
 # -- 2. occupied folders -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_an_occupied_folder_is_refused_unless_it_is_the_same_command(tmp_path: Path, reference):
     distilled, coreset, other = tmp_path / "distilled", tmp_path / "coreset", tmp_path / "other"
     assert invoke(*DISTILL, "--iterations", "1", "--quiet", "--out", distilled).exit_code == 0
@@ -214,6 +218,7 @@ def test_an_occupied_folder_is_refused_unless_it_is_the_same_command(tmp_path: P
 
 
 # -- 3. reproducible hashes ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_identical_runs_write_byte_identical_artifacts(tmp_path: Path, reference) -> None:
     a, b = reference["distill"], reference["distill2"]
     for name in ("images.pt", "checkpoint.pt"):
@@ -242,6 +247,7 @@ def _kill_before_first_checkpoint(args: tuple, out: Path, checkpoint: Path) -> N
     assert not checkpoint.exists()
 
 
+@pytest.mark.slow
 def test_killed_before_the_first_checkpoint_resume_starts_over(tmp_path: Path, reference) -> None:
     out = tmp_path / "distill"
     args = (*DISTILL, "--iterations", "3", "--checkpoint-every", "1", "--quiet")
@@ -274,6 +280,7 @@ def _unwritable(tmp_path: Path) -> Path:
     return Path("/sys/dream-cl-test-out")
 
 
+@pytest.mark.slow
 def test_an_unwritable_out_is_one_line(tmp_path: Path, reference) -> None:
     bad = _unwritable(tmp_path)
     refused(invoke("coreset", "digits", "--ipc", "1", "--out", bad), "cannot write")
@@ -287,6 +294,7 @@ def test_an_unwritable_out_is_one_line(tmp_path: Path, reference) -> None:
     refused(invoke(*RUN, "--out", file / "sub"), "cannot write")
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_keeps_nothing_half_written_and_resume_finishes(
     tmp_path: Path, reference
 ) -> None:
@@ -300,6 +308,7 @@ def test_a_full_disk_is_one_line_keeps_nothing_half_written_and_resume_finishes(
     assert sha(out / "images.pt") == sha(reference["distill"] / "images.pt")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "malicious", "wrong-shape"])
 def test_a_bad_model_checkpoint_met_by_run_resume_is_one_line(
     tmp_path: Path, reference, damage: str
@@ -325,6 +334,7 @@ def test_a_bad_model_checkpoint_met_by_run_resume_is_one_line(
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_a_contradictory_or_mistyped_meta_json_is_one_line(tmp_path: Path, reference) -> None:
     for field, value, needle in (
         ("num_stored", "abc", "'num_stored'"),
@@ -346,6 +356,7 @@ def test_a_contradictory_or_mistyped_meta_json_is_one_line(tmp_path: Path, refer
 
 
 # -- 6. interrupts -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ctrl_c_says_where_and_how_to_resume(tmp_path: Path, reference) -> None:
     """SIGINT here; SIGTERM in the long-run test below."""
     out = tmp_path / "interrupted"
@@ -367,6 +378,7 @@ def test_ctrl_c_says_where_and_how_to_resume(tmp_path: Path, reference) -> None:
     assert sha(out / "images.pt") == sha(tmp_path / "whole" / "images.pt")
 
 
+@pytest.mark.slow
 def test_an_interrupted_evaluate_continues_with_the_same_command(tmp_path: Path, reference):
     """SIGTERM in the second of five models: the same command then finishes the first from its
     record, the second from its last epoch, and reports what an uninterrupted run reports."""
@@ -450,6 +462,7 @@ def test_plain_progress_lines_when_output_is_not_a_terminal(tmp_path: Path, monk
     assert lines[-1].startswith("distill: done 2/2")
 
 
+@pytest.mark.slow
 def test_a_long_cpu_run_is_estimated_early_with_a_hint_and_sigterm_ends_it(tmp_path: Path):
     out = tmp_path / "paper"
     proc = start("distill", "digits", "--ipc", "1", "--device", "cpu", "--quiet", "--out", out)

@@ -205,7 +205,6 @@ def test_one_sampler_object_serves_two_frameworks(monkeypatch):
         "width": 4,
         "init": "random",
         "n_clusters": 4,
-        "batch_syn_max": 4,
         "interval": 2,
     }
     idc = resolve_config(
@@ -214,7 +213,7 @@ def test_one_sampler_object_serves_two_frameworks(monkeypatch):
         framework="idc",
         preset="cpu",
         image_size=8,
-        overrides={**common, "inner_loop": 3, "n_data": 8, "batch_real": 8},
+        overrides={**common, "inner_loop": 3, "n_data": 8, "batch_real": 8, "batch_syn_max": 4},
     )
     dm = resolve_config("digits", 1, framework="dm", preset="cpu", image_size=8, overrides=common)
     r1 = engine.distill(idc, train)

@@ -8,6 +8,7 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA, needs_real_data
 from fakedata import (
     fake_image,
     write_cifar10,
@@ -187,12 +188,10 @@ def test_resolve_source_reads_nothing(tmp_path: Path) -> None:
     assert Path(options["path"]) == folder.resolve()
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-@pytest.mark.skipif(not (SHARED / "MNIST").is_dir(), reason="real MNIST not available")
+@pytest.mark.slow
+@needs_real_data("MNIST")
 def test_real_mnist_5step() -> None:
-    s = build_scenario("mnist-5step", SHARED, seed=0)
+    s = build_scenario("mnist-5step", SHARED_DATA, seed=0)
     sizes = [len(e.dataset) for e in s.benchmark.train_stream]
     assert sum(sizes) == 60000 and all(11000 < n < 13500 for n in sizes)
     assert sum(len(e.dataset) for e in s.benchmark.test_stream) == 10000

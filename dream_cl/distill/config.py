@@ -2,20 +2,25 @@
 
 ``paper`` holds the official per-dataset settings (reference-notes section c, the paper's
 section 4.1); ``cpu`` keeps every mechanism but scales width, loop lengths and iterations so
-a 10-class IPC-10 run finishes in minutes on 2 cores. Any field can be overridden; the
-resolved configuration is saved with the run.
+a 10-class IPC-10 run finishes in minutes on 2 cores. The rules of both live in
+:mod:`dream_cl.protocol.distillation`, each framework's in its record
+(:mod:`dream_cl.protocol.frameworks`). Any field can be overridden; the resolved
+configuration is saved with the run. A setting the framework never reads is refused when it
+differs from the preset's value (:meth:`DistillConfig.validate`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from dream_cl.errors import UserError
+from dream_cl.protocol import distillation as presets
+from dream_cl.protocol.evaluation import RECIPES, default_recipe_epochs, recipe_for_framework
+from dream_cl.protocol.frameworks import FRAMEWORK_NAMES, framework_rules
 
-FRAMEWORKS = ("idc", "dc", "dsa", "dm")
+FRAMEWORKS = FRAMEWORK_NAMES
 FORMULATIONS = ("per-class", "joint", "batched")
 NET_UPDATES = ("data-parallel", "replicated")
 PRESETS = ("paper", "cpu")
@@ -111,18 +116,22 @@ class DistillConfig:
 
     def resolved_eval_recipe(self) -> str:
         """The evaluation recipe: ``eval_recipe``, or the framework's own for ``auto``."""
-        from dream_cl.evaluate import recipe_for_framework
-
         if self.eval_recipe == "auto":
             return recipe_for_framework(self.framework)
         return self.eval_recipe
+
+    def eval_config(self) -> Any:
+        """The recipe this run evaluates its set with (``eval_every``), at ``eval_epochs``;
+        benchmarks that evaluate a run's set the run's way use it too."""
+        from dream_cl.evaluate import eval_recipe
+
+        return eval_recipe(self.resolved_eval_recipe(), self.dataset, epochs=self.eval_epochs)
 
     def validate(self) -> None:
         def bad(msg: str) -> None:
             raise UserError(msg)
 
-        if self.framework not in FRAMEWORKS:
-            bad(f"unknown framework '{self.framework}'; use one of {', '.join(FRAMEWORKS)}")
+        rules = framework_rules(self.framework)  # an unknown name: one line
         if self.sampler not in ("random", "representative"):
             bad(f"unknown sampler '{self.sampler}'; use random or representative")
         if self.init not in ("kmeans", "random", "noise"):
@@ -167,7 +176,6 @@ class DistillConfig:
         if self.lr_img <= 0 or self.lr_net <= 0:
             bad("learning rates must be positive")
         from dream_cl.data.validation import SPLITS, ValidationSpec
-        from dream_cl.evaluate import RECIPES
 
         if self.eval_recipe != "auto" and self.eval_recipe not in RECIPES:
             bad(f"unknown --eval-recipe '{self.eval_recipe}'; use auto, {', '.join(RECIPES)}")
@@ -187,6 +195,27 @@ class DistillConfig:
                 bad(f"unknown model '{name}'; use one of {', '.join(model_names())}")
         parse_strategy(self.match_aug)
         parse_strategy(self.net_aug)
+        self._refuse_unused(rules.name, rules.unused)
+
+    def _refuse_unused(self, framework: str, unused: frozenset[str]) -> None:
+        """A setting ``framework`` never reads must keep its preset's value.
+
+        The preset's value is what :func:`resolve_config` put there; another one was set
+        by the user, and would be silently ignored, so it is refused with one line. (The
+        values compared depend on the dataset, IPC, factor and preset, never on the image
+        size, so the preset is rebuilt at a nominal size.)
+        """
+        preset = cpu_config if self.preset == "cpu" else paper_config
+        expected = preset(self.dataset, self.ipc, framework, 32, self.factor)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in sorted(unused):
+            value, wanted = getattr(self, name), expected.get(name, defaults[name])
+            if value != wanted:
+                raise UserError(
+                    f"--{name.replace('_', '-')} {value!r}: the {framework} framework does "
+                    f"not use it (its preset keeps {wanted!r}); leave it out or use a "
+                    "framework that does"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -197,106 +226,20 @@ class DistillConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-# Official per-dataset settings: (base lr_img, base size, metric, n_data, batch_real, depth)
-_PAPER_DATASET: dict[str, tuple[float, int, str, int, int, int]] = {
-    "mnist": (1e-4, 28, "l1", 500, 128, 3),
-    "fashion_mnist": (1e-4, 32, "l1", 500, 128, 3),
-    "svhn": (5e-3, 32, "mse", 500, 128, 3),
-    "cifar10": (5e-3, 32, "mse", 2000, 128, 3),
-    "cifar100": (5e-3, 32, "mse", 2000, 128, 3),
-    "tinyimagenet": (5e-3, 32, "mse", 1000, 64, 4),
-}
-# datasets without official settings borrow the closest family
-_LIKE = {"digits": "mnist", "imagefolder": "cifar10"}
-
-# DC/DSA outer/inner loops by ipc (VICO's main.py)
-_DC_LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
-
-
-def _dc_loops(ipc: int) -> tuple[int, int]:
-    key = min(_DC_LOOPS, key=lambda k: (abs(k - ipc), k))
-    return _DC_LOOPS[key]
-
-
 def paper_config(
     dataset: str, ipc: int, framework: str, image_size: int, factor: int | None = None
 ) -> dict[str, Any]:
-    """The official settings for ``dataset`` at ``ipc`` under ``framework``.
+    """The official settings for ``dataset`` at ``ipc`` under ``framework``
+    (:func:`dream_cl.protocol.distillation.paper_preset` with the framework's rule).
 
     ``factor`` is the multi-formation factor the run will use when the user sets one (None:
     the preset's); the rules that depend on it (MNIST's) follow the factor actually run.
     """
-    from dream_cl.evaluate import default_recipe_epochs, recipe_for_framework
-
-    family = _LIKE.get(dataset, dataset)
-    base_lr, base_size, metric, n_data, batch_real, depth = _PAPER_DATASET.get(
-        family, _PAPER_DATASET["cifar10"]
+    rules = framework_rules(framework)
+    epochs = default_recipe_epochs(rules.eval_recipe, dataset)
+    return presets.paper_preset(
+        dataset, ipc, framework, image_size, factor, eval_epochs=epochs, rule=rules.paper
     )
-    if family == "tinyimagenet" and ipc == 50:
-        base_lr = 1e-6  # DREAM's reproduce rule is for IPC 50 exactly
-    # official lr_img scaling: base * (ipc/10) * (size/base_size)^2
-    lr_img = base_lr * (ipc / 10) * (image_size / base_size) ** 2
-    cfg: dict[str, Any] = {
-        "framework": framework,
-        "ipc": ipc,
-        "metric": metric,
-        "n_data": n_data,
-        "batch_real": batch_real,
-        "n_clusters": batch_real,
-        "depth": depth,
-        "lr_img": lr_img,
-        "factor": 2,
-        "iterations": 1200,
-        "inner_loop": 100,
-        "interval": 10,
-        "width": 128,
-        "eval_epochs": default_recipe_epochs(recipe_for_framework(framework), dataset),
-        "match_aug": "color_crop_cutout",
-        "net_aug": "color_crop",
-        "mix_p": 0.5,
-    }
-    if dataset == "digits":
-        # 8x8 images: a factor-2 decode trains on 4x4 tiles upsampled back, which erases the
-        # digit (k-means-init accuracy 64.9 % at factor 2 vs 93.3 % at factor 1)
-        cfg["factor"] = 1
-    run_factor = cfg["factor"] if factor is None else factor
-    if family == "mnist" and framework == "idc" and run_factor > 1:
-        cfg["match_aug"] = "color_crop"  # MNIST with factor > 1 matches without cutout
-        cfg["mix_p"] = 0.0  # and trains the network without CutMix ('vanilla')
-    if framework in ("dc", "dsa"):
-        outer, inner = _dc_loops(ipc)
-        cfg.update(
-            factor=1,
-            iterations=1000,
-            inner_loop=outer,
-            net_epochs_syn=inner,
-            metric="cos",
-            batch_real=256,
-            n_clusters=256,
-            lr_img=0.1,
-            match_fc=True,
-            mix_p=0.0,
-            match_aug="none" if framework == "dc" else "color_crop_cutout_flip_scale_rotate",
-            formulation="joint",
-        )
-    if framework == "dm":
-        cfg.update(
-            factor=1,
-            iterations=20000,
-            inner_loop=1,
-            batch_real=256,
-            n_clusters=256,
-            lr_img=1.0,
-            match_aug="color_crop_cutout_flip_scale_rotate",
-            formulation="joint",
-        )
-    return cfg
-
-
-# cpu preset: multiple of the paper's image rate (see cpu_config); measured per dataset
-_CPU_IMAGE_RATE: MappingProxyType[str, float] = MappingProxyType(
-    {"digits": 10, "fashion_mnist": 300}
-)
 
 
 def cpu_config(
@@ -304,38 +247,7 @@ def cpu_config(
 ) -> dict[str, Any]:
     """Every mechanism of the paper preset at a size 2 CPU cores finish in minutes."""
     cfg = paper_config(dataset, ipc, framework, image_size, factor)
-    # evaluation: the official recipe shortened to 300 epochs on a width-32 ConvNet (training
-    # a width-128 net on 400 decoded images for 300 epochs alone takes ~10 min on 2 cores)
-    cfg.update(width=32, eval_epochs=300, eval_width=32, checkpoint_every=5)
-    if framework == "idc":
-        # The paper's lr_img is tuned for 1,200 x 100 = 120,000 matching steps; the cpu preset
-        # takes 400, in which the paper's rate barely moves the images. The multiple is chosen
-        # on a validation split (benchmarks/image_rate.py, docs/fidelity.md): MNIST IPC 1
-        # validation accuracy 84.3 / 88.4 / 90.7 / 89.4 % at 10x / 30x / 100x / 300x -> 100x,
-        # the default; FashionMNIST IPC 1: 74.4 / 76.9 / 77.3 % at 30x / 100x / 300x -> 300x;
-        # CIFAR-10 IPC 1: 32.9 / 35.5 / 36.7 / 33.1 % -> 100x, the default; the 8x8 digits
-        # set 10x (its images turn to noise at 100x).
-        cfg["lr_img"] *= _CPU_IMAGE_RATE.get(dataset, 100)
-        cfg.update(
-            iterations=40,
-            inner_loop=10,
-            interval=5,
-            n_clusters=32,
-            batch_real=32,
-            n_data=256,
-            batch_syn_max=64,
-        )
-    elif framework in ("dc", "dsa"):
-        cfg.update(iterations=100, batch_real=64, n_clusters=64)
-        cfg["inner_loop"] = min(cfg["inner_loop"], 5)
-        cfg["net_epochs_syn"] = min(cfg["net_epochs_syn"], 10)
-        cfg["interval"] = 5
-    else:
-        cfg.update(iterations=400, batch_real=64, n_clusters=64, interval=10)
-    # cluster a random pool of 16 candidates per centre instead of the whole class: embedding
-    # 6,000 images per class at every refresh would dominate a CPU run
-    cfg["candidates"] = 16 * cfg["n_clusters"]
-    return cfg
+    return presets.cpu_preset(cfg, dataset, framework_rules(framework).cpu)
 
 
 def resolve_config(
@@ -350,8 +262,7 @@ def resolve_config(
     """Preset values for (dataset, ipc, framework), then the user's overrides on top."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
-    if framework not in FRAMEWORKS:
-        raise UserError(f"unknown framework '{framework}'; use one of {', '.join(FRAMEWORKS)}")
+    framework_rules(framework)  # an unknown name: one line
     factor = (overrides or {}).get("factor")
     base = (paper_config if preset == "paper" else cpu_config)(
         dataset, ipc, framework, image_size, factor
@@ -361,11 +272,9 @@ def resolve_config(
         if value is not None:
             values[key] = value
     recipe = values.get("eval_recipe", "auto")
-    if preset == "paper" and (overrides or {}).get("eval_epochs") is None and recipe != "auto":
-        from dream_cl.evaluate import RECIPES, default_recipe_epochs
-
-        if recipe in RECIPES:  # an unknown name is reported by validate()
-            values["eval_epochs"] = default_recipe_epochs(recipe, dataset)  # its own E
+    # an explicit recipe ("auto" is none) brings its own E; an unknown name is for validate()
+    if preset == "paper" and (overrides or {}).get("eval_epochs") is None and recipe in RECIPES:
+        values["eval_epochs"] = default_recipe_epochs(recipe, dataset)
     names = {f.name for f in dataclasses.fields(DistillConfig)}
     unknown = set(values) - names
     if unknown:

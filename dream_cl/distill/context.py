@@ -1,15 +1,17 @@
-"""A framework step's context: the run's synthetic set, real data, optimiser, sampler and
-random streams in one object, and the seeded networks every framework builds.
+"""A framework step's context: a view over the run's state (the synthetic set, optimiser,
+sampler and random streams of :class:`~dream_cl.distill.state.RunState`) with the run's
+constants (real data, device, gradient scale), the hooks a step fires, and the seeded
+networks every framework builds.
 
 Kept apart from the loops (:mod:`dream_cl.distill.frameworks`) and the matching
-(:mod:`dream_cl.distill.gradmatch`) so that each reads on its own.
+(:mod:`dream_cl.distill.gradmatch`) so that each reads on its own; both import it, and it
+imports neither.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,6 +19,7 @@ from torch import nn
 from dream_cl.data.base import DatasetInfo, DatasetSplit
 from dream_cl.distill.config import DistillConfig
 from dream_cl.distill.samplers import EmbedFn, RealSampler
+from dream_cl.distill.state import RunState
 from dream_cl.distill.streams import RandomStreams
 from dream_cl.distill.synthetic import SyntheticSet
 from dream_cl.distill.timer import Timer
@@ -27,44 +30,89 @@ from dream_cl.distributed import (
 )
 from dream_cl.models import build_model
 
-if TYPE_CHECKING:
-    from dream_cl.distill.gradmatch import CompiledMatching
-
 
 def network_seed(seed: int, iteration: int) -> int:
     """Seed of the network built at ``iteration`` (iteration 0 also serves the k-means init)."""
     return (seed * 1_000_003 + iteration) % (2**63)
 
 
+HOOK_EVENTS = ("inner",)
+"""Where a step fires hooks: ``"inner"`` after each inner step of IDC, DC and DSA."""
+
+
+class Hooks:
+    """Callbacks that framework steps fire at named points (:data:`HOOK_EVENTS`), in the
+    order they were registered; the one way code outside a step (the engine's pace
+    estimate) hears from inside it."""
+
+    def __init__(self) -> None:
+        self._callbacks: dict[str, list[Callable[[], None]]] = {e: [] for e in HOOK_EVENTS}
+
+    def register(self, event: str, fn: Callable[[], None]) -> None:
+        self._known(event).append(fn)
+
+    def fire(self, event: str) -> None:
+        for fn in self._known(event):
+            fn()
+
+    def _known(self, event: str) -> list[Callable[[], None]]:
+        if event not in self._callbacks:
+            raise ValueError(f"unknown hook event {event!r}; known: {', '.join(HOOK_EVENTS)}")
+        return self._callbacks[event]
+
+
 @dataclass
 class Context:
     """What a framework step needs; built once per run by the engine.
 
-    ``train``, ``syn``, ``opt_img`` and ``sampler`` hold the classes of ``shard`` only
-    (every class in a single process); ``real_offsets`` bounds each class in the *whole*
-    training split, so that every rank draws the same network-update batch.
+    A view over ``state`` (:class:`RunState`, the one home of the run's configuration,
+    synthetic set, image optimiser, sampler, random streams, timer and shard: the
+    properties below read them there, so replacing one there is seen here) plus the
+    run's constants, which are not state: the real data, the device, the gradient scale
+    and the class bounds. ``train``, ``syn``, ``opt_img`` and ``sampler`` hold the classes
+    of ``shard`` only (every class in a single process); ``real_offsets`` bounds each
+    class in the *whole* training split, so that every rank draws the same
+    network-update batch.
     """
 
-    cfg: DistillConfig
+    state: RunState
     train: DatasetSplit  # on the run's device; the shard's classes
-    syn: SyntheticSet
-    opt_img: torch.optim.Optimizer
-    sampler: RealSampler
-    streams: RandomStreams
     device: torch.device
-    timer: Timer
     grad_scale: torch.Tensor | None = None
-    shard: ClassShard | None = None
     real_offsets: torch.Tensor | None = None
-    compiled: CompiledMatching | None = field(default=None)
-    on_inner: Callable[[], None] | None = field(default=None, repr=False)
-    """Called after each inner step (IDC, DC, DSA): how the engine times a long run early."""
+    hooks: Hooks = field(default_factory=Hooks, repr=False)
 
     def __post_init__(self) -> None:
-        if self.shard is None:
-            self.shard = ClassShard(self.train.num_classes)
         if self.real_offsets is None:
             self.real_offsets = self.train.offsets
+
+    @property
+    def cfg(self) -> DistillConfig:
+        return self.state.cfg
+
+    @property
+    def syn(self) -> SyntheticSet:
+        return self.state.syn
+
+    @property
+    def opt_img(self) -> torch.optim.Optimizer:
+        return self.state.opt_img
+
+    @property
+    def sampler(self) -> RealSampler:
+        return self.state.sampler
+
+    @property
+    def streams(self) -> RandomStreams:
+        return self.state.streams
+
+    @property
+    def timer(self) -> Timer:
+        return self.state.timer
+
+    @property
+    def shard(self) -> ClassShard:
+        return self.state.shard
 
     @property
     def info(self):
@@ -82,7 +130,6 @@ class Context:
 
     @property
     def sharded(self) -> bool:
-        assert self.shard is not None
         return self.shard.world_size > 1
 
     def make_net(self, iteration: int) -> nn.Module:

@@ -26,10 +26,12 @@ import torch
 
 from dream_cl.artifact import ImageSet, save_image_set
 from dream_cl.data.base import DatasetInfo, DatasetSplit
+from dream_cl.distill import registry
 from dream_cl.distill.config import DistillConfig
 from dream_cl.distill.context import Context, embed_fn, make_net
-from dream_cl.distill.frameworks import FRAMEWORK_STEPS
+from dream_cl.distill.frameworks import OuterStep
 from dream_cl.distill.samplers import RandomSampler, RealSampler, RepresentativeSampler
+from dream_cl.distill.state import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, RunState
 from dream_cl.distill.streams import RandomStreams
 from dream_cl.distill.synthetic import SyntheticSet, initialize
 from dream_cl.distill.timer import Timer
@@ -37,12 +39,11 @@ from dream_cl.distributed import (
     ClassShard,
     DistEnv,
     agree,
-    all_gather_objects,
-    gather_blocks,
     maybe_fault,
 )
 from dream_cl.errors import UserError
 from dream_cl.progress import NullProgress, Progress, notify
+from dream_cl.protocol import distillation as distillation_protocol
 from dream_cl.runfolder import CONFIG_FILE, claim, record
 from dream_cl.utils import (
     atomic_torch_save,
@@ -54,11 +55,6 @@ from dream_cl.utils import (
 CHECKPOINT_FILE = "checkpoint.pt"
 TIMING_FILE = "timing.json"
 """Wall-clock seconds at the checkpoint (kept apart: equal runs write equal checkpoints)."""
-CHECKPOINT_FORMAT = "dream-cl-distill-checkpoint"
-CHECKPOINT_VERSION = 3
-"""3: the official per-dataset protocol (normalisation constants, ResNet branch and norm,
-the MNIST rule only at factor > 1), which a version-2 run's config does not record;
-2: per-class random streams and class-keyed state (version 1 used one stream)."""
 # settings that may differ between a run and its resumption without changing the result
 _RESUMABLE_CHANGES = {
     "iterations",
@@ -74,26 +70,37 @@ _RESUMABLE_CHANGES = {
 }
 
 
-LONG_RUN_SECONDS = 30 * 60
-"""A CPU run projected to take longer than this is told so, with the cpu preset as a hint."""
+LONG_RUN_SECONDS = distillation_protocol.LONG_RUN_SECONDS  # the rule: protocol.distillation
 
 
 @dataclass
 class PaceNote:
     """Estimate a run's duration from its first steps (inner steps where the framework has
-    them, else outer iterations) and, on a CPU, say so once if it is long."""
+    them, else outer iterations) and, on a CPU, say so once if it is long; the engine
+    registers :meth:`inner_step` as the context's ``"inner"`` hook."""
 
-    cfg: DistillConfig
     outer_left: int
+    inner_loop: int
+    what: str
+    """The run in words: '<framework> on <dataset>'."""
+    hint: str
     progress: Progress
     enabled: bool = True
     started: float = field(default_factory=time.perf_counter)
     inner: int = 0
     decided: bool = False
 
+    @classmethod
+    def for_run(
+        cls, cfg: DistillConfig, outer_left: int, progress: Progress, enabled: bool
+    ) -> PaceNote:
+        hint = distillation_protocol.long_run_hint(cfg.preset)
+        what = f"{cfg.framework} on {cfg.dataset}"
+        return cls(outer_left, cfg.inner_loop, what, hint, progress, enabled)
+
     def inner_step(self) -> None:
         self.inner += 1
-        self._check(self.inner / max(1, self.cfg.inner_loop))
+        self._check(self.inner / max(1, self.inner_loop))
 
     def outer_step(self, outer_done: int) -> None:
         self._check(float(outer_done))
@@ -108,14 +115,13 @@ class PaceNote:
         total = elapsed / outer_done * self.outer_left
         if total < LONG_RUN_SECONDS:
             return
-        hint = "; `--preset cpu` runs in minutes" if self.cfg.preset == "paper" else ""
         steps = (
             f"{self.inner} matching steps" if outer_done < 1 else f"{outer_done:.0f} iteration(s)"
         )
         notify(
             self.progress,
-            f"note: {self.outer_left} iterations of {self.cfg.framework} on {self.cfg.dataset} "
-            f"will take about {_hours(total)} on this CPU (from the first {steps}){hint}",
+            f"note: {self.outer_left} iterations of {self.what} "
+            f"will take about {_hours(total)} on this CPU (from the first {steps}){self.hint}",
         )
 
 
@@ -160,10 +166,7 @@ def method_name(cfg: DistillConfig) -> str:
 
 
 def _grad_scale(cfg: DistillConfig, train: DatasetSplit, device: torch.device):
-    if cfg.framework == "idc":
-        return None
-    std = torch.tensor(train.info.std, device=device).view(1, -1, 1, 1)
-    return std * std
+    return registry.framework(cfg.framework).grad_scale(train.info, device)
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
@@ -209,98 +212,6 @@ def _check_same_run(saved: dict[str, Any], cfg: DistillConfig, path: Path) -> No
 
 
 @dataclass
-class RunState:
-    """Everything a run carries from one outer iteration to the next: the one home of a
-    run's state, shared by checkpoints, resume and class sharding.
-
-    Each process holds its shard's classes. :meth:`state_dict` is collective (every rank
-    calls it) and returns the whole run's state keyed by dataset class, the same whatever
-    the number of processes; :meth:`load_state_dict` takes back this shard's part, so a
-    checkpoint resumes on any number of processes.
-    """
-
-    cfg: DistillConfig
-    shard: ClassShard
-    syn: SyntheticSet
-    opt_img: torch.optim.Optimizer
-    streams: RandomStreams
-    sampler: RealSampler
-    timer: Timer
-    iteration: int = 0
-    losses: list[float] = field(default_factory=list)
-    evals: list[dict[str, Any]] = field(default_factory=list)
-
-    def full_images(self) -> torch.Tensor:
-        """Every class's stored images (detached), on every rank."""
-        return gather_blocks(self.syn.images.detach(), self.shard, self.syn.ipc)
-
-    def full_set(self, method: str, meta: dict | None = None) -> ImageSet:
-        full = SyntheticSet(self.full_images(), self.syn.info, self.syn.ipc, self.syn.factor)
-        return full.to_image_set(method, meta)
-
-    def _momentum(self) -> torch.Tensor | None:
-        buf = self.opt_img.state.get(self.syn.images, {}).get("momentum_buffer")
-        if buf is None:
-            return None
-        return gather_blocks(buf, self.shard, self.syn.ipc).cpu()
-
-    def state_dict(self) -> dict[str, Any]:
-        sampler = self.sampler.state_dict()
-        merged_cache: dict[int, torch.Tensor] | None = None
-        caches = all_gather_objects(sampler.get("cached"))
-        if caches[0] is not None:
-            merged_cache = {c: b for part in caches for c, b in part.items()}
-        class_states: dict[int, torch.Tensor] = {}
-        for part in all_gather_objects(self.streams.class_states()):
-            class_states.update(part)
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "iteration": self.iteration,
-            "images": self.full_images().cpu(),
-            "momentum": self._momentum(),
-            "generator": self.streams.shared.get_state(),
-            "class_generators": class_states,
-            "sampler": {"cached": merged_cache},
-            "losses": list(self.losses),
-            "evals": list(self.evals),
-            "config": self.cfg.to_dict(),
-        }
-
-    def timing_dict(self) -> dict[str, Any]:
-        """Wall-clock accounting, kept out of :meth:`state_dict` so that equal runs write
-        byte-identical checkpoints; saved beside them and restored on resume."""
-        stats = getattr(self.sampler, "stats", None)
-        return {
-            "timer": dict(self.timer.seconds),
-            "sampler_stats": None if stats is None else dataclasses.asdict(stats),
-        }
-
-    def load_timing_dict(self, timing: dict[str, Any]) -> None:
-        for k, v in timing.get("timer", {}).items():
-            self.timer.seconds[k] = float(v)
-        stats = timing.get("sampler_stats")
-        if stats and hasattr(self.sampler, "stats"):
-            self.sampler.stats = type(self.sampler.stats)(**stats)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        ipc, device = self.syn.ipc, self.syn.images.device
-        rows = slice(self.shard.start * ipc, self.shard.stop * ipc)
-        with torch.no_grad():
-            self.syn.images.copy_(state["images"][rows].to(device))
-        if state.get("momentum") is not None:
-            buf = state["momentum"][rows].to(device).clone()
-            self.opt_img.state[self.syn.images]["momentum_buffer"] = buf
-        self.streams.shared.set_state(state["generator"])
-        self.streams.load_class_states(state["class_generators"])
-        self.sampler.load_state_dict(state.get("sampler", {}))
-        self.losses = list(state["losses"])
-        self.evals = list(state["evals"])
-        self.load_timing_dict(state)  # checkpoints written before timing.json held it
-        self.iteration = int(state["iteration"])
-
-
-@dataclass
 class ShardedTrain:
     """A rank's share of the training split: its classes' images (a copy, so the whole
     split can be freed) and the class bounds of the whole split, from which every rank
@@ -343,12 +254,8 @@ def framework_info(info: DatasetInfo, framework: str) -> DatasetInfo:
     """The normalisation each framework's official code uses: DREAM/IDC normalise CIFAR-100
     with CIFAR-10's statistics (the dataset's default here), VICO's DC/DSA/DM with
     CIFAR-100's own. The set keeps the statistics it was distilled with, so it is
-    evaluated with them too."""
-    if framework in ("dc", "dsa", "dm") and info.name == "cifar100":
-        from dream_cl.data.cifar import CIFAR100_OWN_MEAN, CIFAR100_OWN_STD
-
-        return dataclasses.replace(info, mean=CIFAR100_OWN_MEAN, std=CIFAR100_OWN_STD)
-    return info
+    evaluated with them too (the rules: :mod:`dream_cl.protocol.normalization`)."""
+    return registry.framework(framework).normalize(info)
 
 
 def shard_train(train: DatasetSplit, env: DistEnv | None = None) -> ShardedTrain:
@@ -467,19 +374,31 @@ class DistillRun:
     """One call of :func:`distill`: the run's state (:class:`RunState`, its one home) and
     the things around it, each in one method: set-up and resume (:meth:`open`), periodic
     evaluation (:meth:`evaluate`), checkpoints (:meth:`save_checkpoint`), the outer loop
-    (:meth:`run`) and the artifacts (:meth:`finish`)."""
+    (:meth:`run`) and the artifacts (:meth:`finish`).
 
-    cfg: DistillConfig
+    It holds the framework steps' :class:`Context`, the view over the state, and reads the
+    state, its configuration and the device through it: each has one home."""
+
     env: DistEnv
     progress: Progress
-    device: torch.device
     out_dir: Path | None
-    state: RunState
     ctx: Context
     test: DatasetSplit | None
     data: dict[str, Any] | None
     started: float
     """``perf_counter()`` when this call began its work (after the folder checks)."""
+
+    @property
+    def state(self) -> RunState:
+        return self.ctx.state
+
+    @property
+    def cfg(self) -> DistillConfig:
+        return self.ctx.state.cfg
+
+    @property
+    def device(self) -> torch.device:
+        return self.ctx.device
 
     @classmethod
     def open(
@@ -538,29 +457,22 @@ class DistillRun:
                     f"{state.iteration}; pass --iterations >= {state.iteration}"
                 )
         ctx = Context(
-            cfg,
+            state,
             train_dev,
-            syn,
-            opt_img,
-            sampler,
-            streams,
             device,
-            timer,
             grad_scale=_grad_scale(cfg, train_dev, device),
-            shard=shard,
             real_offsets=train.offsets,
         )
         if out_dir is not None and env.is_main:
             atomic_write_json(run_record(cfg, data), out_dir / CONFIG_FILE)
-        return cls(cfg, env, progress, device, out_dir, state, ctx, test, data, started)
+        return cls(env, progress, out_dir, ctx, test, data, started)
 
     def evaluate(self, iteration: int) -> None:
         """Train the evaluation models on the current set and record their accuracy
         (collective: every rank gathers the set, rank 0 alone trains)."""
-        from dream_cl.evaluate import eval_recipe, evaluate_image_set
+        from dream_cl.evaluate import evaluate_image_set
 
         cfg, state = self.cfg, self.state
-        recipe = cfg.resolved_eval_recipe()
         image_set = state.full_set(method_name(cfg))  # collective
         if not self.env.is_main:
             return
@@ -570,7 +482,7 @@ class DistillRun:
                 self.test,
                 model=cfg.eval_model,
                 repeats=cfg.eval_repeats,
-                cfg=eval_recipe(recipe, cfg.dataset, epochs=cfg.eval_epochs),
+                cfg=cfg.eval_config(),
                 model_options=eval_model_options(cfg),
                 seed=cfg.seed,
                 device=self.device,
@@ -580,7 +492,7 @@ class DistillRun:
                 "iteration": iteration,
                 "model": cfg.eval_model,
                 "split": cfg.eval_split,
-                "recipe": recipe,
+                "recipe": cfg.resolved_eval_recipe(),
                 "mean": result.mean,
                 "std": result.std,
                 "accuracies": result.accuracies,
@@ -604,13 +516,13 @@ class DistillRun:
         start = state.iteration
         if start == 0 and cfg.eval_every > 0 and not any(e["iteration"] == 0 for e in state.evals):
             self.evaluate(0)
-        step = FRAMEWORK_STEPS[cfg.framework]
+        step = OuterStep(registry.framework(cfg.framework).outer)
         progress.start("distill", cfg.iterations)
         if start:
             progress.advance("distill", start)
         on_cpu = self.device.type == "cpu" and self.env.is_main
-        pace = PaceNote(cfg, cfg.iterations - start, progress, on_cpu)
-        self.ctx.on_inner = pace.inner_step
+        pace = PaceNote.for_run(cfg, cfg.iterations - start, progress, on_cpu)
+        self.ctx.hooks.register("inner", pace.inner_step)
         for it in range(start, cfg.iterations):
             loss = step(self.ctx, it)
             state.losses.append(loss)

@@ -29,12 +29,12 @@ from dream_cl.augment import (
 from dream_cl.data.base import to_float
 from dream_cl.distill.context import Context, embed_fn, make_net, network_seed
 from dream_cl.distill.gradmatch import (
+    GradientMatcher,
     augment_pair,
     augment_strategy,
     class_losses_total,
     image_grad,
     image_step,
-    match,
 )
 from dream_cl.distill.matching import (
     distribution_distance,
@@ -48,8 +48,17 @@ from dream_cl.distributed import (
     balanced_range,
     gather_blocks,
 )
+from dream_cl.protocol.frameworks import framework_rules
 
-__all__ = ["Context", "FRAMEWORK_STEPS", "Timer", "embed_fn", "make_net", "network_seed"]
+__all__ = [
+    "Context",
+    "OuterLoop",
+    "OuterStep",
+    "Timer",
+    "embed_fn",
+    "make_net",
+    "network_seed",
+]
 
 
 # ----------------------------------------------------------------------------------------
@@ -139,6 +148,7 @@ def train_net_on_syn(ctx: Context, net: nn.Module, opt: torch.optim.Optimizer, e
     small; this keeps the network replicated without a gradient all-reduce).
     """
     info, cfg = ctx.info, ctx.cfg
+    augment = framework_rules(cfg.framework).syn_augment  # DSA
     assert ctx.shard is not None
     x_all = gather_blocks(ctx.syn.images.detach(), ctx.shard, ctx.syn.ipc)
     y_all = torch.arange(ctx.num_classes, device=x_all.device).repeat_interleave(ctx.syn.ipc)
@@ -148,7 +158,7 @@ def train_net_on_syn(ctx: Context, net: nn.Module, opt: torch.optim.Optimizer, e
         for i in range(0, x_all.shape[0], 256):
             idx = order[i : i + 256]
             x = info.normalize(x_all[idx])
-            if cfg.framework == "dsa":
+            if augment:
                 strategy = augment_strategy(ctx, cfg.match_aug, ctx.generator)
                 x = dsa(x, strategy, ctx.generator, per_sample=True)
             loss = F.cross_entropy(net(x), y_all[idx])
@@ -162,9 +172,13 @@ def train_net_on_syn(ctx: Context, net: nn.Module, opt: torch.optim.Optimizer, e
 # the outer iterations
 
 
-def idc_outer(ctx: Context, iteration: int) -> float:
-    """IDC/DREAM: fresh network; inner loop of matching steps with real-data updates."""
+def idc_outer(ctx: Context, iteration: int, matcher: GradientMatcher | None = None) -> float:
+    """IDC/DREAM: fresh network; inner loop of matching steps with real-data updates.
+
+    ``matcher``: the run's (its compiled-function cache lasts the run); a fresh one if none.
+    """
     cfg = ctx.cfg
+    matcher = GradientMatcher() if matcher is None else matcher
     net = ctx.make_net(iteration)
     opt_net = torch.optim.SGD(net.parameters(), lr=cfg.lr_net, momentum=0.9, weight_decay=5e-4)
     with torch.no_grad():
@@ -175,29 +189,32 @@ def idc_outer(ctx: Context, iteration: int) -> float:
     names = matched_parameter_names(net, cfg.match_bias, cfg.match_fc)
     total = 0.0
     for step in range(cfg.inner_loop):
-        total += match(ctx, net, names, step, cfg.match_aug)
+        total += matcher.match(ctx, net, names, step, cfg.match_aug)
         with ctx.timer.section("network_update"):
             train_net_on_real(ctx, net, opt_net)
-        if ctx.on_inner is not None:
-            ctx.on_inner()
+        ctx.hooks.fire("inner")
     return total / (cfg.inner_loop * ctx.num_classes)
 
 
-def dc_outer(ctx: Context, iteration: int) -> float:
-    """DC / DSA: fresh network; rounds of (match all classes, train net on synthetic)."""
+def dc_outer(ctx: Context, iteration: int, matcher: GradientMatcher | None = None) -> float:
+    """DC / DSA: fresh network; rounds of (match all classes, train net on synthetic).
+
+    ``matcher``: the run's (its compiled-function cache lasts the run); a fresh one if none.
+    """
     cfg = ctx.cfg
+    matcher = GradientMatcher() if matcher is None else matcher
     net = ctx.make_net(iteration)
     opt_net = torch.optim.SGD(net.parameters(), lr=cfg.lr_net)
     reset = getattr(ctx.sampler, "reset", None)
     if reset is not None:
         reset()
     names = matched_parameter_names(net, cfg.match_bias, cfg.match_fc)
-    strategy = cfg.match_aug if cfg.framework == "dsa" else "none"
+    fixed = framework_rules(cfg.framework).match_aug  # DC: 'none'; DSA: the configured one
+    strategy = cfg.match_aug if fixed is None else fixed
     total = 0.0
     for step in range(cfg.inner_loop):
-        total += match(ctx, net, names, step, strategy)
-        if ctx.on_inner is not None:
-            ctx.on_inner()
+        total += matcher.match(ctx, net, names, step, strategy)
+        ctx.hooks.fire("inner")
         if step == cfg.inner_loop - 1:
             break
         with ctx.timer.section("network_update"):
@@ -205,8 +222,12 @@ def dc_outer(ctx: Context, iteration: int) -> float:
     return total / (cfg.inner_loop * ctx.num_classes)
 
 
-def dm_outer(ctx: Context, iteration: int) -> float:
-    """DM: a fresh frozen network; match per-class mean embeddings (one step, all classes)."""
+def dm_outer(ctx: Context, iteration: int, matcher: GradientMatcher | None = None) -> float:
+    """DM: a fresh frozen network; match per-class mean embeddings (one step, all classes).
+
+    DM matches distributions, not gradients: ``matcher`` (the loops' common signature) is
+    unused.
+    """
     cfg, syn = ctx.cfg, ctx.syn
     assert ctx.shard is not None
     net = ctx.make_net(iteration)
@@ -236,9 +257,21 @@ def dm_outer(ctx: Context, iteration: int) -> float:
     return class_losses_total(ctx, losses) / ctx.num_classes
 
 
-FRAMEWORK_STEPS: dict[str, Callable[[Context, int], float]] = {
-    "idc": idc_outer,
-    "dc": dc_outer,
-    "dsa": dc_outer,
-    "dm": dm_outer,
-}
+OuterLoop = Callable[[Context, int, GradientMatcher | None], float]
+"""One outer iteration of a framework: (context, iteration, the run's matcher) -> loss."""
+
+# the frameworks' records (which pairs each with its loop) are in dream_cl.distill.registry
+
+
+class OuterStep:
+    """A run's outer iteration of one framework, made once per run by the engine: the loop
+    and what it keeps for itself from one iteration to the next (its
+    :class:`GradientMatcher`, whose compiled function lasts the run), which no other part
+    of the run sees."""
+
+    def __init__(self, loop: OuterLoop) -> None:
+        self.loop = loop
+        self.matcher = GradientMatcher()
+
+    def __call__(self, ctx: Context, iteration: int) -> float:
+        return self.loop(ctx, iteration, self.matcher)

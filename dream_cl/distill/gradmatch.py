@@ -31,6 +31,7 @@ from dream_cl.distributed import (
     comm_device,
 )
 from dream_cl.errors import UserError
+from dream_cl.protocol.frameworks import framework_rules
 
 
 def image_grad(ctx: Context, loss: torch.Tensor) -> torch.Tensor:
@@ -60,7 +61,7 @@ def augment_strategy(ctx: Context, strategy: str, generator: torch.Generator) ->
     default ('S' mode) applies *one* op group per call, chosen at random among the listed
     ones; for those frameworks this picks that group with ``generator``.
     """
-    if ctx.cfg.framework not in ("dsa", "dm"):
+    if not framework_rules(ctx.cfg.framework).one_aug_group:
         return strategy
     groups = parse_strategy(strategy)
     if len(groups) <= 1:
@@ -107,6 +108,7 @@ def class_losses_total(ctx: Context, losses: dict[int, float]) -> float:
 
 def match_per_class(
     ctx: Context,
+    matcher: GradientMatcher,
     net: nn.Module,
     names: list[str],
     batches: list[torch.Tensor],
@@ -118,6 +120,7 @@ def match_per_class(
     ``step_each`` (IDC/DREAM official) takes one image step per class, in class order over
     the whole run (a rank replays other ranks' classes as momentum-only steps); otherwise
     (DC/DSA official, "joint") the class gradients are summed and one step is taken.
+    Under ``--compile`` each class's gradient comes from ``matcher``'s compiled function.
     """
     cfg, syn = ctx.cfg, ctx.syn
     assert ctx.shard is not None
@@ -137,9 +140,8 @@ def match_per_class(
         y_real = torch.full((z_real.shape[0],), c, device=ctx.device)
         y_syn = torch.full((z_syn.shape[0],), c, device=ctx.device)
         if cfg.compile:
-            if ctx.compiled is None:
-                ctx.compiled = CompiledMatching(net, names, cfg.metric)
-            dz, loss = ctx.compiled(net, z_real, y_real, z_syn, y_syn)
+            compiled = matcher.compiled(net, names, cfg.metric)
+            dz, loss = compiled(net, z_real, y_real, z_syn, y_syn)
             (grad,) = torch.autograd.grad(z_syn, [syn.images], dz)
             if ctx.grad_scale is not None:
                 grad = grad * ctx.grad_scale
@@ -306,11 +308,30 @@ def match_batched(
     return float(all_reduce_sum_(local).sum())
 
 
-def match(ctx: Context, net: nn.Module, names: list[str], step: int, strategy: str) -> float:
-    with ctx.timer.section("clustering"):
-        batches = ctx.sampler.sample(step, ctx.embed_fn(net), ctx.streams.per_class)
-    with ctx.timer.section("matching"):
-        if ctx.cfg.formulation == "batched":
-            return match_batched(ctx, net, names, batches, strategy)
-        step_each = ctx.cfg.formulation == "per-class"
-        return match_per_class(ctx, net, names, batches, strategy, step_each)
+class GradientMatcher:
+    """The matching steps of one run's outer iterations (IDC, DC, DSA) and their private
+    cache: under ``--compile``, the compiled per-class function (:class:`CompiledMatching`),
+    built from the first network matched and reused by every later one, whose parameters
+    are its inputs. A run's outer-iteration step owns one (``frameworks.OuterStep``)."""
+
+    def __init__(self) -> None:
+        self._compiled: CompiledMatching | None = None
+
+    def compiled(self, net: nn.Module, names: list[str], metric: str) -> CompiledMatching:
+        """The compiled matching function, built on the first call."""
+        if self._compiled is None:
+            self._compiled = CompiledMatching(net, names, metric)
+        return self._compiled
+
+    def match(
+        self, ctx: Context, net: nn.Module, names: list[str], step: int, strategy: str
+    ) -> float:
+        """One matching step: draw the real batches, then match in the configured
+        formulation; returns the loss summed over the run's classes."""
+        with ctx.timer.section("clustering"):
+            batches = ctx.sampler.sample(step, ctx.embed_fn(net), ctx.streams.per_class)
+        with ctx.timer.section("matching"):
+            if ctx.cfg.formulation == "batched":
+                return match_batched(ctx, net, names, batches, strategy)
+            step_each = ctx.cfg.formulation == "per-class"
+            return match_per_class(ctx, self, net, names, batches, strategy, step_each)

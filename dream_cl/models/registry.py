@@ -4,7 +4,7 @@ Each builder is a module-level function taking keyword-only ``channels``, ``num_
 ``image_size`` and its own options with defaults. ``build_model`` checks the options against
 the builder's signature, so a misspelt option fails loudly instead of being ignored. Given
 the ``dataset`` name, it first fills the options the official ``define_model`` derives from
-the dataset (:func:`official_options`); explicit options always win.
+the dataset (:func:`dream_cl.protocol.models.official_options`); explicit options always win.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from torch import nn
 from dream_cl.errors import UserError
 from dream_cl.models.convnet import ConvNet
 from dream_cl.models.densenet import DenseNetCifar, densenet121
-from dream_cl.models.resnet import ResNet, official_branch, resnet10, resnet18
+from dream_cl.models.resnet import ResNet, resnet10, resnet18
 from dream_cl.models.resnet_ap import ResNetAP, resnet10_ap
+from dream_cl.protocol.models import official_options
 
 _REQUIRED = ("channels", "num_classes", "image_size")
 
@@ -125,19 +126,6 @@ def model_options(name: str) -> dict[str, Any]:
         for p in inspect.signature(builder).parameters.values()
         if p.name not in _REQUIRED
     }
-
-
-def official_options(name: str, dataset: str) -> dict[str, Any]:
-    """What the official ``define_model`` derives from the dataset for model ``name``.
-
-    ResNets and ResNetAP: the CIFAR branch for ``cifar*`` names, the ImageNet branch for
-    every other dataset. ConvNets: depth 4 on TinyImageNet (64x64), 3 elsewhere.
-    """
-    if name.startswith("resnet"):
-        return {"branch": official_branch(dataset)}
-    if name.startswith("convnet"):
-        return {"depth": 4 if dataset.lower() == "tinyimagenet" else 3}
-    return {}
 
 
 def _lookup(name: str) -> Callable[..., nn.Module]:

@@ -30,11 +30,6 @@ RESNET_NORMS: tuple[str, ...] = ("batch", "instance")
 BRANCHES: tuple[str, ...] = ("cifar", "imagenet")
 
 
-def official_branch(dataset: str) -> str:
-    """The official rule: names starting with 'cifar' take the CIFAR branch."""
-    return "cifar" if dataset.lower().startswith("cifar") else "imagenet"
-
-
 def _stem(channels: int, planes: int, image_size: int, branch: str, norm: str) -> nn.Sequential:
     """conv3x3 -> norm -> ReLU; the ImageNet branch adds its size-dependent downsampling."""
     big = branch == "imagenet" and image_size > 128

@@ -1,0 +1,202 @@
+"""Evaluate an image-set folder: the recipe chosen from its meta, the record written beside
+it. What ``dream-cl evaluate`` does, and what the benchmarks call."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dream_cl.errors import UserError
+
+
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """Train ``repeats`` fresh ``model``s on the set in ``artifact``; ``None`` settings
+    keep the chosen recipe's own value."""
+
+    artifact: Path
+    model: str = "convnet"
+    model_options: dict[str, Any] | None = None
+    recipe: str = "auto"
+    repeats: int = 5
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    augment: str | None = None
+    cutmix_p: float | None = None
+    overrides: dict[str, Any] | None = None
+    """Any other ``EvalConfig`` field, set last."""
+    split: str = "test"
+    out: Path | None = None
+    checkpoint_seconds: float = 60.0
+    data_root: Path = Path("data")
+    download: bool = False
+    seed: int = 0
+
+    def validate(self) -> None:
+        from dream_cl.data.validation import SPLITS
+        from dream_cl.evaluate import RECIPES
+        from dream_cl.models import model_names
+
+        if self.model not in model_names():
+            raise UserError(f"unknown model '{self.model}'; use one of {', '.join(model_names())}")
+        if self.recipe != "auto" and self.recipe not in RECIPES:
+            raise UserError(f"unknown --recipe '{self.recipe}'; use auto, {', '.join(RECIPES)}")
+        if self.split not in SPLITS:
+            raise UserError(f"unknown --split '{self.split}'; use {' or '.join(SPLITS)}")
+        if self.repeats < 1 or any(v is not None and v < 1 for v in (self.epochs, self.batch_size)):
+            raise UserError("--repeats, --epochs and --batch-size must be at least 1")
+        bad_lr = self.lr is not None and not self.lr > 0
+        if bad_lr or (self.cutmix_p is not None and not 0.0 <= self.cutmix_p <= 1.0):
+            raise UserError("--lr must be positive and --cutmix-p between 0 and 1")
+        if not self.checkpoint_seconds >= 0:  # also refuses nan
+            raise UserError("--checkpoint-seconds must be 0 (every epoch) or more")
+
+    def target(self) -> Path:
+        """The JSON record's path: ``--out``, or ``eval_MODEL[_val].json`` beside the set."""
+        if self.out is not None:
+            return self.out
+        folder = self.artifact if self.artifact.is_dir() else self.artifact.parent
+        return folder / (
+            f"eval_{self.model}.json" if self.split == "test" else f"eval_{self.model}_val.json"
+        )
+
+
+@dataclass(frozen=True)
+class ArtifactEvaluation:
+    """An evaluation's outcome: the library's result, its record, where it was written."""
+
+    result: Any  # dream_cl.evaluate.EvalResult
+    record: dict[str, Any]
+    recipe: str
+    target: Path
+    image_set: Any  # dream_cl.artifact.ImageSet
+
+    def summary_line(self) -> str:
+        s, r = self.image_set, self.result
+        return (
+            f"{r.model} on {s.method} ({s.info.name}, {s.num_stored} stored), "
+            f"{self.recipe} recipe, {self.record['split']} split: {100 * r.mean:.2f} +- "
+            f"{100 * r.std:.2f} % over {len(r.accuracies)} run(s) -> {self.target}"
+        )
+
+
+def check_eval_target(target: Path) -> None:
+    """``evaluate --out`` replaces an earlier evaluation record, never any other file."""
+    if target.is_dir():
+        raise UserError(f"--out {target} is a folder; give the JSON file to write")
+    if not target.exists():
+        return
+    try:
+        saved = json.loads(target.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        saved = None
+    if not (isinstance(saved, dict) and "accuracies" in saved and "artifact" in saved):
+        raise UserError(
+            f"--out {target} exists and is not an evaluation record; choose another file"
+        )
+
+
+def _run_config(image_set: Any) -> dict[str, Any]:
+    """The distillation settings a set's meta records (empty for a coreset)."""
+    run_cfg = image_set.meta.get("config") if isinstance(image_set.meta, dict) else None
+    return run_cfg if isinstance(run_cfg, dict) else {}
+
+
+def eval_config_for(request: EvaluateRequest, image_set: Any) -> tuple[str, Any]:
+    """(recipe name, EvalConfig): the recipe from the set's meta (``auto``) or the request,
+    with the set's own dataset rules first, so that one flag changes one setting."""
+    from dream_cl.evaluate import eval_recipe, recipe_for_framework, resolve_eval_config
+
+    run_cfg = _run_config(image_set)
+    chosen = (
+        recipe_for_framework(run_cfg.get("framework"))
+        if request.recipe == "auto"
+        else request.recipe
+    )
+    name = image_set.info.name
+    cfg = resolve_eval_config(
+        eval_recipe(chosen, name, epochs=request.epochs), name, image_set.factor, image_set.ipc
+    )
+    changes = {
+        "lr": request.lr,
+        "batch_size": request.batch_size,
+        "dsa_strategy": request.augment,
+        "cutmix_p": request.cutmix_p,
+    }
+    changes = {k: v for k, v in changes.items() if v is not None} | (request.overrides or {})
+    return chosen, dataclasses.replace(cfg, **changes)
+
+
+def validation_of(request: EvaluateRequest, image_set: Any) -> Any:
+    """The validation split the set was distilled without (``--split val``), else None."""
+    from dream_cl.data import ValidationSpec
+
+    if request.split != "val":
+        return None
+    run_cfg = _run_config(image_set)
+    spec = ValidationSpec(float(run_cfg.get("val_fraction", 0.0)), int(run_cfg.get("val_seed", 0)))
+    if not spec.enabled:
+        raise UserError(
+            "--split val: this set records no validation split (it may have been made "
+            "from every training image); distill it with --val-fraction to evaluate on one"
+        )
+    return spec
+
+
+def evaluate_artifact(
+    request: EvaluateRequest, *, device: str = "auto", quiet: bool = True
+) -> ArtifactEvaluation:
+    """Train fresh models on the set, test them, write the JSON record; an interrupted call
+    continues from its checkpoint when it is called again."""
+    import shutil
+
+    from dream_cl.artifact import load_image_set
+    from dream_cl.data import load_dataset, load_splits
+    from dream_cl.evaluate import EvalCheckpoint, evaluate_image_set
+    from dream_cl.jobs.process import progress_for
+    from dream_cl.runfolder import claimed
+    from dream_cl.utils import atomic_write_json, resolve_device, seed_everything
+
+    request.validate()
+    dev = resolve_device(device)
+    image_set = load_image_set(request.artifact)
+    chosen, cfg = eval_config_for(request, image_set)
+    target = request.target()
+    check_eval_target(target)
+    spec = validation_of(request, image_set)
+    # the models in training, one file each, under the JSON file's lock; gone once it is written
+    partial = target.parent / f".{target.name}.partial"
+    name = image_set.info.name
+    with claimed(target.parent, lock_name=f".{target.name}.lock", clean=False):
+        if spec is None:
+            data = load_dataset(name, request.data_root, train=False, download=request.download)
+        else:
+            _, data, _ = load_splits(name, request.data_root, spec, download=request.download)
+        seed_everything(request.seed)
+        with progress_for(quiet) as progress:
+            result = evaluate_image_set(
+                image_set,
+                data,
+                model=request.model,
+                repeats=request.repeats,
+                cfg=cfg,
+                seed=request.seed,
+                device=dev,
+                model_options=request.model_options,
+                progress=progress,
+                checkpoint=EvalCheckpoint(partial, every_seconds=request.checkpoint_seconds),
+            )
+        record = result.to_dict() | {
+            "artifact": str(request.artifact),
+            "device": str(dev),
+            "seed": request.seed,
+            "split": request.split,
+            "validation": None if spec is None else spec.to_dict(),
+        }
+        atomic_write_json(record, target)
+        shutil.rmtree(partial, ignore_errors=True)
+    return ArtifactEvaluation(result, record, chosen, target, image_set)
