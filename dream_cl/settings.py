@@ -110,7 +110,7 @@ def changes_from(saved: dict[str, Any], baseline: dict[str, Any]) -> dict[str, A
     return {k: v for k, v in saved.items() if k not in baseline or baseline[k] != v}
 
 
-def read_config_file(path: Path, command: str) -> dict[str, Any]:
+def read_config_file(path: Path, command: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
     """The configuration a run folder's ``config.json`` records for ``command``.
 
     A folder is read as its ``config.json``. Anything else (another command's record, a
@@ -131,5 +131,11 @@ def read_config_file(path: Path, command: str) -> dict[str, Any]:
         raise UserError(
             f"--config {path} does not record a dream-cl {command} run; give the config.json "
             f"of a folder that `dream-cl {command}` wrote"
+        )
+    missing = [k for k in required if k not in config]
+    if missing:
+        raise UserError(
+            f"--config {path} lacks the setting(s) {', '.join(missing)}; it is damaged, give "
+            "another run's config.json"
         )
     return saved

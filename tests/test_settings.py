@@ -188,3 +188,58 @@ def test_run_repeated_from_config_writes_the_same_bytes(tmp_path: Path) -> None:
         assert (first / rel).read_bytes() == (again / rel).read_bytes(), rel
     saved = json.loads((again / "config.json").read_text())["config"]
     assert saved["kd_temperature"] == 3.0
+
+
+def _request(**options: object):
+    from dream_cl.commands.continual import continual_request
+
+    return continual_request({"resume": False, "download": False, **options}, None)
+
+
+def test_run_set_chooses_the_run_as_its_flags_do() -> None:
+    by_set = _request(settings=["scenario=digits", "steps=2", "preset=cpu"])
+    by_flag = _request(scenario="digits", steps=2, preset="cpu")
+    assert by_set == by_flag and by_set.config().steps == 2
+
+
+def test_distill_set_refuses_what_the_run_sets_or_no_memory_reads() -> None:
+    with pytest.raises(UserError, match="the run sets it for every memory"):
+        _request(distill_settings=["ipc=3"])
+    request = _request(memory="dm", distill_settings=["lr_net=0.02"])
+    with pytest.raises(UserError, match="no memory of this run"):
+        request.check_distill_settings(["dm"])
+    request.check_distill_settings(["dm", "idc"])  # idc reads it: applied where read
+
+
+def test_run_repeated_from_config_keeps_the_saved_device(tmp_path: Path) -> None:
+    from dream_cl.commands.continual import continual_request
+    from dream_cl.jobs.continual import ContinualRequest
+    from dream_cl.strategies.experiment import run_record
+
+    cfg = ContinualRequest(overrides={"device": "cpu", "epochs": 2}).config()
+    (tmp_path / "config.json").write_text(json.dumps(run_record(cfg, "data")))
+    options = {"resume": False, "download": False, "config": tmp_path}
+    again = continual_request(options, None)
+    assert again.overrides["device"] == "cpu" and again.config() == cfg
+
+
+def test_a_damaged_config_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"command": "distill", "config": {}}))
+    result = _distill(tmp_path, "--config", str(tmp_path), "--out", str(tmp_path / "x"))
+    assert result.exit_code == 1 and "lacks the setting(s) dataset" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_evaluate_set_epochs_is_the_epochs_flag() -> None:
+    from types import SimpleNamespace
+
+    from dream_cl.jobs.evaluate import EvaluateRequest, eval_config_for
+
+    dc_set = SimpleNamespace(
+        meta={"config": {"framework": "dc"}}, info=SimpleNamespace(name="cifar10"), factor=1, ipc=1
+    )
+    by_flag = eval_config_for(EvaluateRequest(Path("s"), epochs=100), dc_set)
+    by_set = eval_config_for(EvaluateRequest(Path("s"), overrides={"epochs": 100}), dc_set)
+    assert by_set == by_flag and by_flag[1].lr_epochs == (52,)
+    recipe = eval_config_for(EvaluateRequest(Path("s"), overrides={"recipe": "idc"}), dc_set)
+    assert recipe == eval_config_for(EvaluateRequest(Path("s"), recipe="idc"), dc_set)

@@ -143,11 +143,15 @@ def _parse_order(text: str | None) -> tuple[int, ...] | None:
         ) from None
 
 
-def cl_overrides(o: dict[str, Any], device: str) -> dict[str, Any]:
+_WHERE = ("scenario", "preset", "steps")
+"""Settings that choose the run rather than change it: the request holds them."""
+_MEMORY_SETS = ("dataset", "ipc", "framework", "sampler", "init", "model", "seed", "device")
+"""A memory's distillation settings that the run sets (--ipc, --memory, --distill-model...)."""
+
+
+def cl_overrides(o: dict[str, Any], device: str | None, settings: dict[str, Any]) -> dict[str, Any]:
     """The ``CLConfig`` settings the options give: named flags, then ``--set``, then the
     memories' distillation settings (``--distill-iterations``, ``--compile``, ``--distill-set``)."""
-    from dream_cl.strategies import CLConfig
-
     flags = given(
         **{k: o.get(k) for k in ("memory", "ipc", "regime", "model", "distill_model")},
         **{k: o.get(k) for k in ("orders", "epochs", "batch_size", "lr", "seed")},
@@ -155,11 +159,17 @@ def cl_overrides(o: dict[str, Any], device: str) -> dict[str, Any]:
         class_order=_parse_order(o.get("class_order")),
         device=device,
     )
-    overrides = flags | parse_settings(CLConfig, o.get("settings"))
+    overrides = flags | {k: v for k, v in settings.items() if k not in _WHERE}
     distill = given(iterations=o.get("distill_iterations"))
     if o.get("distill_compile"):
         distill["compile"] = True
-    distill |= parse_settings(DistillConfig, o.get("distill_settings"), "--distill-set")
+    distill_set = parse_settings(DistillConfig, o.get("distill_settings"), "--distill-set")
+    if fixed := sorted(set(distill_set) & set(_MEMORY_SETS)):
+        raise UserError(
+            f"--distill-set {', '.join(fixed)}: the run sets it for every memory (--ipc, "
+            "--memory, --distill-model, --seed, --device); leave it out"
+        )
+    distill |= distill_set
     if distill:
         overrides["distill_overrides"] = {**overrides.get("distill_overrides", {}), **distill}
     return overrides
@@ -170,16 +180,18 @@ def continual_request(o: dict[str, Any], device: str) -> Any:
     import dataclasses
 
     from dream_cl.jobs.continual import ContinualRequest, request_from_config
+    from dream_cl.strategies import CLConfig
 
+    settings = parse_settings(CLConfig, o.get("settings"))
     where = given(
         scenario=o.get("scenario"),
         preset=o.get("preset"),
         steps=o.get("steps"),
         out=o.get("out"),
         data_root=o.get("data_root"),
-    )
+    ) | {k: v for k, v in settings.items() if k in _WHERE}
     where.update(resume=o["resume"], download=o["download"])
-    overrides = cl_overrides(o, device)
+    overrides = cl_overrides(o, device, settings)
     if o.get("config") is not None:
         return request_from_config(o["config"], **where, overrides=overrides)
     request = ContinualRequest(overrides=overrides, **where)
@@ -189,10 +201,16 @@ def continual_request(o: dict[str, Any], device: str) -> Any:
 
 
 def _start(o: dict[str, Any]) -> tuple[Any, Any]:
+    """The request, this process's place in the job, and its device (a saved run's unless
+    --device is given)."""
+    import dataclasses
+
     from dream_cl.jobs.process import join_processes, set_threads
 
-    env, device = join_processes(o["nproc"], o.get("device") or "auto", avalanche=True)
-    request = continual_request(o, device)
+    request = continual_request(o, o.get("device"))
+    saved = request.overrides.get("device", "auto")
+    env, device = join_processes(o["nproc"], saved, avalanche=True)
+    request = dataclasses.replace(request, overrides={**request.overrides, "device": device})
     set_threads(o["threads"], request.dataset)
     return env, request
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dream_cl.distributed import DistEnv
+from dream_cl.errors import UserError
 from dream_cl.jobs.process import progress_for
 from dream_cl.protocol.distillation import long_run_note
 from dream_cl.runfolder import claimed
@@ -50,6 +51,22 @@ class ContinualRequest:
         """The overrides ``resolve_cl_config`` takes (the steps among them)."""
         return {**{k: v for k, v in self.overrides.items() if v is not None}, "steps": self.steps}
 
+    def check_distill_settings(self, memories: list[str]) -> None:
+        """A memory's distillation setting that no memory of the run reads is refused (a
+        setting is applied to each memory whose framework reads it)."""
+        from dream_cl.protocol.continual import ENGINE_METHOD
+        from dream_cl.protocol.frameworks import framework_rules
+
+        given = set(self.overrides.get("distill_overrides") or {})
+        frameworks = {ENGINE_METHOD[m][0] for m in memories if m in ENGINE_METHOD}
+        read = {k for k in given if any(k not in framework_rules(f).unused for f in frameworks)}
+        if given - read:
+            which = ", ".join(sorted(given - read))
+            raise UserError(
+                f"--distill-set {which}: no memory of this run ({', '.join(memories)}) "
+                "distils with a framework that reads it; leave it out"
+            )
+
     def config(self) -> Any:
         """The resolved, validated ``CLConfig`` (a bad value is one line)."""
         from dream_cl.strategies import resolve_cl_config
@@ -69,7 +86,7 @@ class ContinualRequest:
 def request_from_config(path: Path, **changes: Any) -> ContinualRequest:
     """The request that repeats the ``dream-cl run`` whose ``config.json`` is at ``path``;
     ``changes`` (request fields, or ``overrides`` merged over the saved settings) on top."""
-    saved = read_config_file(path, "run")
+    saved = read_config_file(path, "run", required=("scenario", "preset", "steps"))
     config = dict(saved["config"])
     scenario, preset, steps = config.pop("scenario"), config.pop("preset"), config.pop("steps")
     request = ContinualRequest(steps=steps)
@@ -97,6 +114,7 @@ def run_continual(
 
     env = env or DistEnv.current()
     cfg = request.config()
+    request.check_distill_settings([cfg.memory])
     target = request.target(f"{request.short_name}-{cfg.memory}-{cfg.regime}")
     with claimed(target, "run"):
         plan = prepare_run(
@@ -125,6 +143,9 @@ def compare_continual(
     from dream_cl.strategies import compare
 
     env = env or DistEnv.current()
+    if "memory" in request.overrides:
+        raise UserError("compare runs each memory of --memories; leave out --set memory")
+    request.check_distill_settings(memories)
     target = request.target(f"compare-{request.short_name}")
     device = request.overrides.get("device") or "auto"
     hint = long_run_note(request.preset_name, device)

@@ -51,12 +51,12 @@ class DistillRequest:
 def request_from_config(path: Path, **changes: Any) -> DistillRequest:
     """The request that repeats the run whose ``config.json`` is at ``path``; ``changes``
     (request fields, or ``overrides`` merged over the saved settings) on top."""
-    saved = read_config_file(path, "distill")
+    saved = read_config_file(path, "distill", required=("dataset", "ipc", "framework", "preset"))
     config = dict(saved["config"])
     plain = DistillRequest(config.pop("dataset"))
     fields = {k: config.pop(k) for k in ("ipc", "framework", "preset")}
     request = dataclasses.replace(plain, **changes_from(fields, dataclasses.asdict(plain)))
-    preset = dataclasses.replace(request, overrides={"factor": config["factor"]})
+    preset = dataclasses.replace(request, overrides={"factor": config.get("factor")})
     baseline = preset.config(PROVISIONAL_IMAGE_SIZE).to_dict()
     overrides = changes_from(config, baseline) | changes.pop("overrides", {})
     data = saved.get("data") if isinstance(saved.get("data"), dict) else {}

@@ -112,14 +112,14 @@ def eval_config_for(request: EvaluateRequest, image_set: Any) -> tuple[str, Any]
     from dream_cl.evaluate import eval_recipe, recipe_for_framework, resolve_eval_config
 
     run_cfg = _run_config(image_set)
-    chosen = (
-        recipe_for_framework(run_cfg.get("framework"))
-        if request.recipe == "auto"
-        else request.recipe
-    )
+    overrides = dict(request.overrides or {})
+    # E and the recipe's name shape the whole schedule: --set takes them as the flags do
+    recipe = overrides.pop("recipe", request.recipe)
+    epochs = overrides.pop("epochs", request.epochs)
+    chosen = recipe_for_framework(run_cfg.get("framework")) if recipe == "auto" else recipe
     name = image_set.info.name
     cfg = resolve_eval_config(
-        eval_recipe(chosen, name, epochs=request.epochs), name, image_set.factor, image_set.ipc
+        eval_recipe(chosen, name, epochs=epochs), name, image_set.factor, image_set.ipc
     )
     changes = {
         "lr": request.lr,
@@ -127,7 +127,7 @@ def eval_config_for(request: EvaluateRequest, image_set: Any) -> tuple[str, Any]
         "dsa_strategy": request.augment,
         "cutmix_p": request.cutmix_p,
     }
-    changes = {k: v for k, v in changes.items() if v is not None} | (request.overrides or {})
+    changes = {k: v for k, v in changes.items() if v is not None} | overrides
     return chosen, dataclasses.replace(cfg, **changes)
 
 
