@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS_DIR, write_result  # noqa: E402
+from benchmarks.common import RESULTS_DIR, load_json, source_line, write_result  # noqa: E402
 
 DIGITS_DISTILL = ["distill", "digits", "--preset", "cpu", "--ipc", "2", "--iterations", "4"]
 CASES: dict[str, list[str]] = {
@@ -107,6 +107,39 @@ def compare(a: str, b: str) -> int:
         print("| " + " | ".join(row) + " |")
     print(f"{len(rows) - differ} of {len(rows)} identical")
     return 1 if differ else 0
+
+
+# -- RESULTS.md section ------------------------------------------------------------------------
+METHOD = (
+    "Each case runs through the installed `dream-cl` command (so the check does not depend on "
+    "the code's inner layout), once with the code before a change and once after, on one "
+    "machine; the table compares the sha256 of every `images.pt`, `checkpoint.pt` and "
+    "`model.pt` it wrote and of each evaluation's accuracies (`eval_*.json`, {evaluate})."
+)
+
+
+def _rows(before: dict, after: dict) -> list[str]:
+    rows = ["| case | artifacts | identical |", "|---|---|---|"]
+    for case, files in before["results"].items():
+        now = after["results"].get(case, {})
+        same = sum(now.get(rel) == digest for rel, digest in files.items())
+        rows.append(f"| `{' '.join(before['settings']['cases'][case])}` | {len(files)} | {same} |")
+    return rows
+
+
+def section(results: Path) -> str:
+    """RESULTS.md's section: the last before/after comparison (``artifact-hashes-before``
+    and ``-after``), one row per case."""
+    paths = [results / f"artifact-hashes-{label}.json" for label in ("before", "after")]
+    if not all(p.is_file() for p in paths):
+        return ""
+    before, after = (load_json(p) for p in paths)
+    evaluate = "`dream-cl evaluate " + " ".join(before["settings"]["evaluate"]) + "`"
+    lines = ["## Behaviour preserved: artifacts before and after a change", ""]
+    lines += [METHOD.format(evaluate=evaluate), ""]
+    lines += [source_line(before, paths[0], results).replace("Source:", "Before:", 1)]
+    lines += [source_line(after, paths[1], results).replace("Source:", "After:", 1), ""]
+    return "\n".join([*lines, *_rows(before, after), ""])
 
 
 def main() -> None:

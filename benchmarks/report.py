@@ -31,6 +31,7 @@ SECTIONS = (
     "recipes",
     "table1",
     "eval_checkpoint",
+    "artifact_hashes",
 )
 HEADER = (
     "# Benchmark results\n\n"
