@@ -18,7 +18,7 @@ import contextlib
 import errno
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -245,6 +245,29 @@ def refuse_if_foreign(folder: str | Path, command: str) -> None:
     state = inspect_folder(folder, command, {})
     if state.kind == "foreign":
         raise refuse_foreign(Path(folder), state, command)
+
+
+def check_output_file(target: str | Path, command: str, is_own: Callable[[Path], bool]) -> None:
+    """A command writes a file only where there is none, or over that command's own earlier
+    output (``is_own``); anything else (a set's ``images.pt``, a run's ``config.json``) is
+    refused with one line before any work."""
+    target = Path(target)
+    if target.is_dir():
+        raise UserError(f"--out {target} is a folder; give the file to write")
+    if target.exists() and not is_own(target):
+        raise UserError(
+            f"--out {target} exists and is not the output of an earlier `dream-cl {command}`; "
+            "choose another file"
+        )
+
+
+def is_png(path: Path) -> bool:
+    """A PNG picture (what ``show`` draws), by its signature."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False
 
 
 def record(command: str, config: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -499,3 +499,21 @@ def test_a_long_training_task_is_estimated_from_its_first_epochs() -> None:
     progress.start("step 0 distill", 10)  # the engine estimates distillation itself
     progress.advance("step 0 distill", 1)
     assert len(stream.getvalue().splitlines()) == 1
+
+
+# -- 9. a command writes only what is its own (#32 item 1) ------------------------------------
+def test_show_and_evaluate_never_overwrite_a_file_they_did_not_write(tmp_path: Path) -> None:
+    folder = tmp_path / "set"
+    assert (
+        invoke("coreset", "digits", "--ipc", "1", "--method", "random", "--out", folder).exit_code
+        == 0
+    )
+    for name in ("images.pt", "meta.json", "config.json"):
+        before = (folder / name).read_bytes()
+        refused(invoke("show", folder, "--out", folder / name), "not the output of an earlier")
+        assert (folder / name).read_bytes() == before, name
+    refused(invoke("evaluate", folder, "--out", folder / "config.json"), "dream-cl evaluate")
+    refused(invoke("show", folder, "--out", tmp_path), "is a folder")
+    # a picture is redrawn: show's own earlier output, or any PNG the user points it at
+    assert invoke("show", folder).exit_code == 0
+    assert invoke("show", folder, "--out", folder / "grid.png").exit_code == 0

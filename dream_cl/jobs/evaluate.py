@@ -84,20 +84,19 @@ class ArtifactEvaluation:
         )
 
 
-def check_eval_target(target: Path) -> None:
-    """``evaluate --out`` replaces an earlier evaluation record, never any other file."""
-    if target.is_dir():
-        raise UserError(f"--out {target} is a folder; give the JSON file to write")
-    if not target.exists():
-        return
+def _is_eval_record(target: Path) -> bool:
     try:
         saved = json.loads(target.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        saved = None
-    if not (isinstance(saved, dict) and "accuracies" in saved and "artifact" in saved):
-        raise UserError(
-            f"--out {target} exists and is not an evaluation record; choose another file"
-        )
+        return False
+    return isinstance(saved, dict) and "accuracies" in saved and "artifact" in saved
+
+
+def check_eval_target(target: Path) -> None:
+    """``evaluate --out`` replaces an earlier evaluation record, never any other file."""
+    from dream_cl.runfolder import check_output_file
+
+    check_output_file(target, "evaluate", _is_eval_record)
 
 
 def _run_config(image_set: Any) -> dict[str, Any]:
