@@ -121,6 +121,9 @@ class EvalConfig:
     """Rebuild the optimiser at each lr decay (VICO's loop does), so momentum restarts."""
 
     def __post_init__(self) -> None:
+        from dream_cl.settings import refuse_non_finite
+
+        refuse_non_finite(self, "evaluation")
         for name in ("epochs", "batch_size", "test_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -22,6 +22,17 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
+def refuse_non_finite(config: Any, what: str = "--") -> None:
+    """One line for the first number of a configuration dataclass that is NaN or infinite
+    (a NaN learning rate would otherwise run to the end and store NaN images)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            name = f"--{f.name.replace('_', '-')}" if what == "--" else f"{what} {f.name}"
+            raise UserError(f"{name} must be a finite number, got {value!r}")
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """Each field of the dataclass ``cls`` and its resolved type, in declaration order."""
     hints = typing.get_type_hints(cls)

@@ -184,7 +184,9 @@ class CLConfig:
 
     def validate(self) -> None:
         from dream_cl.models import model_names, model_options
+        from dream_cl.settings import refuse_non_finite
 
+        refuse_non_finite(self)
         if self.regime not in REGIMES:
             raise UserError(f"unknown regime '{self.regime}'; use one of {', '.join(REGIMES)}")
         if self.memory not in MEMORY_METHODS:

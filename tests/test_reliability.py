@@ -517,3 +517,26 @@ def test_show_and_evaluate_never_overwrite_a_file_they_did_not_write(tmp_path: P
     # a picture is redrawn: show's own earlier output, or any PNG the user points it at
     assert invoke("show", folder).exit_code == 0
     assert invoke("show", folder, "--out", folder / "grid.png").exit_code == 0
+
+
+# -- 10. a number that is not finite is refused before any work (#32 item 4, input side) --------
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["distill", "digits", "--preset", "cpu", "--lr-img", "nan"], "--lr-img must be a finite"),
+        (["distill", "digits", "--preset", "cpu", "--lr-img", "inf"], "--lr-img must be a finite"),
+        (["run", "--lr", "nan"], "--lr must be a finite"),
+        (["run", "--set", "kd_beta=inf"], "kd_beta takes a finite number"),
+        (["coreset", "digits", "--ipc", "1"], None),  # the set evaluated below
+    ],
+)
+def test_a_number_that_is_not_finite_is_one_line_and_writes_nothing(
+    tmp_path: Path, args: list[str], needle: str | None
+) -> None:
+    out = tmp_path / "out"
+    if needle is None:
+        assert invoke(*args, "--out", out).exit_code == 0
+        refused(invoke("evaluate", out, "--lr", "inf", "--epochs", "1"), "finite")
+        return
+    refused(invoke(*args, "--out", out, "--quiet"), needle)
+    assert not out.exists()

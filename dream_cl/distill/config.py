@@ -19,6 +19,7 @@ from dream_cl.errors import UserError
 from dream_cl.protocol import distillation as presets
 from dream_cl.protocol.evaluation import RECIPES, default_recipe_epochs, recipe_for_framework
 from dream_cl.protocol.frameworks import FRAMEWORK_NAMES, framework_rules
+from dream_cl.settings import refuse_non_finite
 
 FRAMEWORKS = FRAMEWORK_NAMES
 FORMULATIONS = ("per-class", "joint", "batched")
@@ -131,6 +132,7 @@ class DistillConfig:
         def bad(msg: str) -> None:
             raise UserError(msg)
 
+        refuse_non_finite(self)
         rules = framework_rules(self.framework)  # an unknown name: one line
         if self.sampler not in ("random", "representative"):
             bad(f"unknown sampler '{self.sampler}'; use random or representative")
