@@ -178,7 +178,7 @@ def inspect_folder(folder: str | Path, command: str, config: dict[str, Any]) -> 
     if not names:
         return FolderState("empty")
     if command == "compare" and CONFIG_FILE not in names and "comparison.json" in names:
-        return FolderState("own", None, "a dream-cl compare run")  # written before config.json
+        return FolderState("own", None, "the output of `dream-cl compare`")  # before config.json
     config_path = folder / CONFIG_FILE
     saved: Any = None
     if config_path.is_file():
@@ -188,10 +188,10 @@ def inspect_folder(folder: str | Path, command: str, config: dict[str, Any]) -> 
             saved = None
     found = command_of(saved)
     if found != command:
-        what = f"a dream-cl {found} run" if found else _describe(folder, names)
+        what = f"the output of `dream-cl {found}`" if found else _describe(folder, names)
         return FolderState("foreign", saved if isinstance(saved, dict) else None, what)
     same = _comparable(saved) == _comparable(config)
-    return FolderState("same" if same else "own", saved, f"a dream-cl {command} run")
+    return FolderState("same" if same else "own", saved, f"the output of `dream-cl {command}`")
 
 
 def _comparable(record: dict[str, Any]) -> Any:

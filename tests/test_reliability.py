@@ -205,8 +205,9 @@ def test_an_occupied_folder_is_refused_unless_it_is_the_same_command(tmp_path: P
     other.mkdir()
     (other / "results.json").write_text("{}")
     before = {p: listing(p) for p in (distilled, coreset, other)}
-    refused(invoke(*coreset_args, "--out", distilled), "dream-cl distill run", "coreset")
-    refused(invoke(*DISTILL, "--iterations", "1", "--out", coreset), "coreset run")
+    line = refused(invoke(*coreset_args, "--out", distilled), "output of `dream-cl distill`")
+    assert "coreset" in line and " run run" not in line
+    refused(invoke(*DISTILL, "--iterations", "1", "--out", coreset), "output of `dream-cl coreset`")
     refused(invoke(*RUN, "--out", other), "other files (results.json)")
     refused(invoke(*RUN, "--out", other, "--resume"), "other files")
     refused(invoke(*coreset_args[:-2], "--ipc", "2", "--out", coreset), "other settings")
@@ -540,3 +541,19 @@ def test_a_number_that_is_not_finite_is_one_line_and_writes_nothing(
         return
     refused(invoke(*args, "--out", out, "--quiet"), needle)
     assert not out.exists()
+
+
+def test_a_resumed_distillation_says_where_it_continues_from(tmp_path: Path) -> None:
+    import io
+
+    from fakedata import tiny_digits, tiny_distill_config
+
+    from dream_cl.distill.engine import distill
+    from dream_cl.progress import PlainProgress
+
+    cfg, train, out = tiny_distill_config("idc"), tiny_digits(3, 30), tmp_path / "run"
+    cfg.iterations = 3
+    distill(cfg, train, out=out, stop_after=1)
+    stream = io.StringIO()
+    distill(cfg, train, out=out, resume=True, progress=PlainProgress(stream=stream, lines=False))
+    assert f"continuing from iteration 1 of 3 (the checkpoint in {out})" in stream.getvalue()

@@ -456,6 +456,11 @@ class DistillRun:
                     f"--resume: the run in {out_dir} is already at iteration "
                     f"{state.iteration}; pass --iterations >= {state.iteration}"
                 )
+            notify(
+                progress,
+                f"continuing from iteration {state.iteration} of {cfg.iterations} "
+                f"(the checkpoint in {out_dir})",
+            )
         ctx = Context(
             state,
             train_dev,
