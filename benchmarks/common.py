@@ -136,6 +136,11 @@ def source_line(record: dict[str, Any], path: Path, root: Path) -> str:
 ARCH_NAMES = {"convnet": "ConvNet-3", "resnet10": "ResNet-10", "densenet121": "DenseNet-121"}
 
 
+def args_settings(args: Any) -> dict[str, Any]:
+    """A benchmark's command-line arguments as JSON settings (paths as text)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
 def write_result(
     name: str, device: torch.device, settings: dict, results: Any, out_dir: Path | None = None
 ) -> Path:

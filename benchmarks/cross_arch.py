@@ -46,6 +46,7 @@ from benchmarks.common import (  # noqa: E402
     ARCH_NAMES,
     RESULTS_DIR,
     SET_METHODS,
+    args_settings,
     load_json,
     pct,
     provenance,
@@ -295,7 +296,7 @@ def main() -> None:
         for m in args.methods.split(",")
     ]
     plan_keys = ["|".join(map(str, c)) for c in plan]
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    settings = args_settings(args)
     settings |= {"preset": "cpu", "ipc": IPC, "framework": "idc", "distill_model": "convnet"}
 
     def out_of_time() -> bool:

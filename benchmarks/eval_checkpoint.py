@@ -25,6 +25,7 @@ from benchmarks.cells import Cells  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     ARCH_NAMES,
     RESULTS_DIR,
+    args_settings,
     load_json,
     source_line,
     write_result,
@@ -101,7 +102,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    settings = args_settings(args)
     out_dir = args.out_dir or RESULTS_DIR
 
     def save(finished: dict[str, Any]) -> Path:

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.cells import Cells  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     RESULTS_DIR,
+    args_settings,
     git_commit,
     load_json,
     pct,
@@ -159,7 +160,7 @@ def main() -> None:
 
     run_in_processes(_worker if args.jobs > 1 else here, missing, args.jobs, keep)
     runs = [cells.get(run_key(*t)) for t in todo]
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    settings = args_settings(args)
     settings["preset"] = "cpu"
     settings["validation"] = spec.to_dict() | {"images": len(val), "train_images": len(train)}
     path = write_result(

@@ -28,7 +28,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.cells import Cells  # noqa: E402
-from benchmarks.common import RESULTS_DIR, load_json, pct, source_line, write_result  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    args_settings,
+    load_json,
+    pct,
+    source_line,
+    write_result,
+)
 
 CASES = {
     "idc-f2": {"framework": "idc", "ipc": 1},
@@ -127,7 +134,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    settings = args_settings(args)
     settings |= {"preset": "cpu"}
     out_dir = args.out_dir or RESULTS_DIR
 

@@ -32,6 +32,7 @@ from benchmarks.cells import Cells  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     RESULTS_DIR,
     SET_METHODS,
+    args_settings,
     cpu_preset_set,
     load_json,
     pct,
@@ -173,7 +174,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)  # the cells' count, recorded in the result
     name = args.name or f"table1-{args.dataset}"
     out_dir = args.out_dir or RESULTS_DIR
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    settings = args_settings(args)
     settings |= {"preset": "cpu", "distill_model": "convnet", "eval_model": "convnet"}
     ipcs = [int(i) for i in args.ipcs.split(",")]
     # costliest first (distillations at the largest IPC), so parallel jobs finish together
