@@ -267,6 +267,18 @@ def _load_model(path: Path, step: int) -> dict[str, Any]:
     return state
 
 
+def _check_step_model(path: Path, state: dict[str, Any], step: int, seen: int) -> None:
+    """A step's model classifies exactly the classes seen through that step (a model copied
+    from another step of the run has the right keys but another width)."""
+    saved_step = state.get("step", step)
+    if state["num_classes"] != seen or saved_step != step:
+        raise UserError(
+            f"{path} holds the model of another step ({state['num_classes']} classes, step "
+            f"{saved_step}; step {step} has seen {seen}); delete {path.parent} to redo step "
+            f"{step}, then rerun with --resume"
+        )
+
+
 def _restore(order: OrderRun, policy: DistilledBuffer, factory: ModelFactory) -> OrderStart:
     """The completed steps (decided by rank 0): memories back in ``policy``, their rows, and
     the last one's model; a fresh model when none is complete."""
@@ -280,6 +292,7 @@ def _restore(order: OrderRun, policy: DistilledBuffer, factory: ModelFactory) ->
         rows.append(agree(lambda k=k: _read_json(order.step_dir(k) / "result.json")))
     last = order.step_dir(done - 1) / "model.pt"
     state = agree(lambda: _load_model(last, done - 1))
+    _check_step_model(last, state, done - 1, scenario.seen_classes(done - 1))
     model = factory(int(state["num_classes"]), 0)
     try:
         model.load_state_dict(state["model"])

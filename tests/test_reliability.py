@@ -310,7 +310,9 @@ def test_a_full_disk_is_one_line_keeps_nothing_half_written_and_resume_finishes(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "malicious", "wrong-shape"])
+@pytest.mark.parametrize(
+    "damage", ["truncated", "garbage", "malicious", "wrong-shape", "another-step"]
+)
 def test_a_bad_model_checkpoint_met_by_run_resume_is_one_line(
     tmp_path: Path, reference, damage: str
 ) -> None:
@@ -329,9 +331,13 @@ def test_a_bad_model_checkpoint_met_by_run_resume_is_one_line(
                 return (os.system, (f"touch {tmp_path / 'pwned'}",))
 
         model.write_bytes(pickle.dumps({"model": Evil(), "num_classes": 5}))
-    else:
+    elif damage == "wrong-shape":
         torch.save({"model": {"features.0.weight": torch.zeros(1)}, "num_classes": 5}, model)
+    else:  # #32 item 2: the right keys, another width (it used to fail inside kd_loss)
+        model.write_bytes((out / "order0" / "step1" / "model.pt").read_bytes())
+    before = {k: v for k, v in listing(out).items() if not k.startswith(".")}
     refused(invoke(*RUN, "--out", out, "--resume"), str(model), "redo step 0")
+    assert {k: v for k, v in listing(out).items() if not k.startswith(".")} == before
     assert not (tmp_path / "pwned").exists()
 
 
