@@ -563,3 +563,27 @@ def test_a_resumed_distillation_says_where_it_continues_from(tmp_path: Path) -> 
     stream = io.StringIO()
     distill(cfg, train, out=out, resume=True, progress=PlainProgress(stream=stream, lines=False))
     assert f"continuing from iteration 1 of 3 (the checkpoint in {out})" in stream.getvalue()
+
+
+# -- 11. a checkpoint continues only on the data it was distilled from (#32 item 3) ------------
+@pytest.mark.slow
+def test_distill_resume_into_a_run_step_of_other_classes_is_one_line(
+    tmp_path: Path, reference
+) -> None:
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference["run"], out)
+    step = out / "order0" / "step0" / "distill"
+    saved = json.loads((step / "config.json").read_text())
+    assert saved["data"]["classes"] and len(saved["data"]["class_counts"]) == 5
+    before = listing(step)
+    seed = saved["config"]["seed"]
+    args = ("distill", "digits", "--preset", "cpu", "--ipc", "1", "--iterations", "2")
+    line = refused(
+        invoke(*args, "--seed", seed, "--out", step, "--resume", "--quiet"), "other data"
+    )
+    assert "class_counts" in line and "classes" in line
+    assert {k: v for k, v in listing(step).items() if not k.startswith(".")} == {
+        k: v for k, v in before.items() if not k.startswith(".")
+    }

@@ -191,6 +191,31 @@ def eval_model_options(cfg: DistillConfig) -> dict[str, Any] | None:
     return None
 
 
+def describe_data(train: DatasetSplit | ShardedTrain) -> dict[str, Any]:
+    """What a run was distilled from, recorded in ``config.json``: a checkpoint continues
+    only on the same classes and class sizes (the same on every rank: global bounds)."""
+    info, offsets = train.info, train.offsets
+    return {
+        "dataset": info.name,
+        "classes": list(info.class_names),
+        "class_counts": (offsets[1:] - offsets[:-1]).tolist(),
+        "image_shape": [info.channels, info.image_size, info.image_size],
+    }
+
+
+def _check_same_data(saved: Any, current: dict[str, Any], folder: Path) -> None:
+    """A resumed run's data matches the run's record (a moved data root is fine; a folder
+    written before the record was kept is taken on trust)."""
+    saved = saved if isinstance(saved, dict) else {}
+    keys = sorted(k for k in current if k != "data_root" and k in saved)
+    diff = [k for k in keys if saved[k] != current[k]]
+    if diff:
+        raise UserError(
+            f"--resume: the run in {folder} was distilled from other data ({', '.join(diff)} "
+            "differ); use the original dataset and classes or another --out"
+        )
+
+
 def _check_same_run(saved: dict[str, Any], cfg: DistillConfig, path: Path) -> None:
     current = cfg.to_dict()
     # a setting added after the run was saved had its default value then
@@ -301,6 +326,7 @@ def _prepare_out(
             )
         if state.kind == "same" and not resume:
             notify(progress, f"{out_dir} holds an earlier run of these settings; continuing it")
+        _check_same_data((state.saved or {}).get("data"), data or {}, out_dir)
         return True
 
     if not agree(check):
@@ -423,6 +449,7 @@ class DistillRun:
         from dream_cl.data.validation import ValidationSpec, check_parts
 
         check_parts(ValidationSpec(cfg.val_fraction, cfg.val_seed), train, test, cfg.eval_split)
+        data = {**(data or {}), **describe_data(train)}
         saved = _prepare_out(out_dir, cfg, resume, progress, data)
         if saved is not None:
             _check_same_run(saved["config"], cfg, out_dir / CHECKPOINT_FILE)  # type: ignore[operator]
@@ -448,7 +475,13 @@ class DistillRun:
         opt_img = torch.optim.SGD([syn.images], lr=cfg.lr_img, momentum=cfg.momentum_img)
         state = RunState(cfg, shard, syn, opt_img, streams, sampler, timer)
         if saved is not None:
-            state.load_state_dict(saved)
+            try:
+                state.load_state_dict(saved)
+            except (RuntimeError, KeyError, IndexError):
+                raise UserError(
+                    f"{out_dir / CHECKPOINT_FILE} does not fit this run's data or settings; "
+                    "use the original ones or another --out"
+                ) from None
             if env.is_main:
                 state.load_timing_dict(_read_timing(out_dir / TIMING_FILE))  # type: ignore[operator]
             if state.iteration > cfg.iterations:
