@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,31 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
     return meta
 
 
+_REQUIRED = object()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _mangled(meta_path: Path, name: str) -> UserError:
+    return UserError(f"{meta_path} lacks or mangles field '{name}'; re-create the image set")
+
+
+def _field(
+    meta: dict[str, Any],
+    meta_path: Path,
+    name: str,
+    ok: Callable[[Any], bool],
+    default: Any = _REQUIRED,
+) -> Any:
+    """``meta[name]``, checked by ``ok``; missing or wrong is one line naming the field."""
+    value = meta.get(name, default)
+    if value is _REQUIRED or not ok(value):
+        raise _mangled(meta_path, name)
+    return value
+
+
 def load_image_set(path: str | Path) -> ImageSet:
     """Read an image set written by :func:`save_image_set`, verifying it first.
 
@@ -230,25 +256,15 @@ def load_image_set(path: str | Path) -> ImageSet:
     images_path = root / IMAGES_FILE  # fixed name: meta.json cannot point elsewhere
     if not images_path.is_file():
         raise UserError(f"{images_path} is missing; re-create the image set")
+    expected_bytes = _field(meta, meta_path, "images_bytes", _is_int)
+    expected_sha = _field(meta, meta_path, "images_sha256", lambda v: isinstance(v, str))
+    factor = _field(meta, meta_path, "factor", _is_int, default=1)
+    extra = _field(meta, meta_path, "meta", lambda v: isinstance(v, dict), default={})
+    method = str(meta.get("method", "unknown"))
     try:
-        expected_bytes = meta["images_bytes"]
-        expected_sha = meta["images_sha256"]
-        if isinstance(expected_bytes, bool) or not isinstance(expected_bytes, int):
-            raise TypeError("'images_bytes'")
-        if not isinstance(expected_sha, str):
-            raise TypeError("'images_sha256'")
-        info = DatasetInfo.from_dict(meta["info"])
-        factor = meta.get("factor", 1)
-        if isinstance(factor, bool) or not isinstance(factor, int):
-            raise TypeError("'factor'")
-        method = str(meta.get("method", "unknown"))
-        extra = meta.get("meta", {})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(
-            f"{meta_path} lacks or mangles field {exc}; re-create the image set"
-        ) from None
-    if not isinstance(extra, dict):
-        raise UserError(f"{meta_path} field 'meta' is not an object; re-create the image set")
+        info = DatasetInfo.from_dict(meta.get("info"))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise _mangled(meta_path, "info") from None
     size = images_path.stat().st_size
     if size != expected_bytes:
         raise UserError(
@@ -280,6 +296,11 @@ def load_image_set(path: str | Path) -> ImageSet:
         raise UserError(
             f"{images_path} has images {images.dtype} / labels {labels.dtype}, expected "
             "float32 / int64; re-create the image set"
+        )
+    if not bool(torch.isfinite(images).all()):
+        raise UserError(
+            f"{images_path} holds NaN or infinite pixels (a distillation that diverged); "
+            "distil the set again"
         )
     try:
         _check_consistent(images, labels, info, factor, where=str(images_path))

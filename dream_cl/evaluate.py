@@ -413,33 +413,58 @@ def train_and_test(
     while run.epoch < cfg.epochs:
         if run.epoch in milestones:
             run.decay_lr(cfg.gamma, sgd if cfg.restart_optimizer else None)
-        total, seen = 0.0, 0
-        for idx in _batches(torch.randperm(n, generator=gen), cfg.batch_size):
-            idx = idx.to(device)
-            x = info.normalize(x_all[idx])
-            y = y_all[idx]
-            x = _augment(x, cfg, strategy, gen)
-            if cfg.cutmix_p > 0:
-                x, y_a, y_b, lam = maybe_cutmix(x, y, cfg.cutmix_p, gen, beta=cfg.cutmix_beta)
-                loss = cutmix_loss(model(x), y_a, y_b, lam)
-            else:
-                loss = F.cross_entropy(model(x), y)
-            run.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            run.opt.step()
-            total += float(loss.detach()) * idx.numel()
-            seen += idx.numel()
+        loss = _train_epoch(run, x_all, y_all, info, cfg, strategy)
         run.epoch += 1
+        if not math.isfinite(loss):
+            raise UserError(
+                f"the evaluation diverged: model {model_name} (seed {seed}) had a {loss} loss "
+                f"in epoch {run.epoch}; {_kept_note(path)}lower --lr or check the image set"
+            )
         due = time.monotonic() - last_save >= every_seconds
         if path is not None and due and run.epoch < cfg.epochs:
             atomic_torch_save(_stamped(run.state_dict()), path)
             last_save = time.monotonic()
-        progress.advance("eval", 1, loss=total / seen)
+        progress.advance("eval", 1, loss=loss)
     acc = test_accuracy(model, test, info, device, cfg.test_batch_size)
     if path is not None:
         atomic_torch_save(_stamped({"accuracy": acc, "epoch": run.epoch}), path)
     progress.finish("eval")
     return acc
+
+
+def _train_epoch(
+    run: _Training,
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    info: DatasetInfo,
+    cfg: EvalConfig,
+    strategy: Any,
+) -> float:
+    """One epoch over the set in a fresh seeded order; the mean training loss."""
+    model, gen, n = run.model, run.gen, int(y_all.shape[0])
+    total, seen = 0.0, 0
+    for idx in _batches(torch.randperm(n, generator=gen), cfg.batch_size):
+        idx = idx.to(run.device)
+        x = _augment(info.normalize(x_all[idx]), cfg, strategy, gen)
+        y = y_all[idx]
+        if cfg.cutmix_p > 0:
+            x, y_a, y_b, lam = maybe_cutmix(x, y, cfg.cutmix_p, gen, beta=cfg.cutmix_beta)
+            loss = cutmix_loss(model(x), y_a, y_b, lam)
+        else:
+            loss = F.cross_entropy(model(x), y)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        total += float(loss.detach()) * idx.numel()
+        seen += idx.numel()
+    return total / seen
+
+
+def _kept_note(path: Path | None) -> str:
+    """What a diverged model leaves: its last checkpoint, if one was saved."""
+    saved = _read_eval_checkpoint(path) if path is not None else None
+    epoch = int(saved.get("epoch", 0)) if saved else 0
+    return f"its checkpoint of epoch {epoch} in {path.parent} is kept; " if epoch else ""
 
 
 def _stamped(state: dict[str, Any]) -> dict[str, Any]:

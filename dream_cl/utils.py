@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import random
 import tempfile
@@ -99,9 +100,24 @@ def load_checkpoint_file(path: str | Path, what: str, hint: str) -> Any:
 
 
 def atomic_write_json(obj: Any, path: str | Path) -> Path:
-    """Write JSON (indented, sorted keys) atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    """Write standard JSON (indented, sorted keys) atomically: a NaN or infinite number,
+    which JSON cannot hold, is written as ``null``."""
+    text = json.dumps(standard_json(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
     return atomic_write(path, lambda p: p.write_text(text))
+
+
+def standard_json(obj: Any) -> Any:
+    """``obj`` with only JSON's types: paths, tensors and numpy scalars converted, and
+    floats that are not finite replaced by ``None``."""
+    if isinstance(obj, dict):
+        return {k: standard_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [standard_json(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return standard_json(_json_default(obj))
 
 
 def _json_default(obj: Any) -> Any:

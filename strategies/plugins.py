@@ -39,6 +39,7 @@ one.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -53,8 +54,10 @@ from dream_cl.distributed import (
     AgreedError,
     DistEnv,
     all_reduce_gradients,
+    all_reduce_sum_,
     balanced_range,
     check_replicated,
+    comm_device,
 )
 from dream_cl.progress import NullProgress, Progress
 from dream_cl.protocol.continual import CL_DSA, default_cl_dsa
@@ -374,7 +377,19 @@ class DistilledReplayPlugin(SupervisedPlugin, supports_distributed=True):
             group["lr"] = lr * self.config.gamma**drops
         loss = self._loss_sum / max(self._loss_count, 1)
         self._loss_sum, self._loss_count = 0.0, 0
+        self._check_finite(loss)
         self.progress.advance(self._task(), 1, loss=loss)
+
+    def _check_finite(self, loss: float) -> None:
+        """Stop a training whose loss became NaN or infinite on any rank, on every rank
+        together, before the step is saved."""
+        bad = torch.tensor([0.0 if math.isfinite(loss) else 1.0], dtype=torch.float64)
+        if all_reduce_sum_(bad.to(comm_device())).item():
+            raise AgreedError(
+                f"the training diverged in step {self._step}, epoch {self._epoch}: its loss "
+                "became NaN or infinite; the steps completed before it are kept. Lower --lr "
+                "and start again in a new --out"
+            )
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         if self._replay is not None:  # what ReplayPlugin.after_training_exp does, minus the

@@ -507,7 +507,9 @@ def test_output_folder_and_metrics(train, tmp_path):
     assert all(v >= 0 for v in metrics["time_seconds"].values())
     assert metrics["method"] == "dream-idc"
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved == {"command": "distill", "config": cfg.to_dict()}
+    data = {"dataset": "digits", "classes": ["0", "1", "2"], "class_counts": [30, 30, 30],
+            "image_shape": [1, 8, 8]}  # fmt: skip
+    assert saved == {"command": "distill", "config": cfg.to_dict(), "data": data}
     saved = load_image_set(tmp_path)
     assert torch.equal(saved.images, result.image_set.images)
     assert torch.equal(saved.labels, torch.arange(NUM_CLASSES).repeat_interleave(cfg.ipc))

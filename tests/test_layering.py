@@ -40,6 +40,7 @@ LAYERS = {
     "dream_cl.jobs": 6,
     "dream_cl.commands": 7,
     "dream_cl.cli": 7,
+    "dream_cl.entry": 8,  # the console script: loads the command line
 }
 
 

@@ -587,3 +587,107 @@ def test_distill_resume_into_a_run_step_of_other_classes_is_one_line(
     assert {k: v for k, v in listing(step).items() if not k.startswith(".")} == {
         k: v for k, v in before.items() if not k.startswith(".")
     }
+
+
+# -- 12. divergence stops a command with one line; JSON stays standard (#32 item 4) ------------
+def test_a_diverged_distillation_stops_naming_the_iteration_and_keeps_the_last_checkpoint(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from fakedata import tiny_digits, tiny_distill_config
+
+    from dream_cl.distill import engine
+    from dream_cl.errors import UserError
+
+    real = engine.OuterStep
+
+    class Poisoned:  # the images blow up in the third outer iteration
+        def __init__(self, outer) -> None:
+            self.step = real(outer)
+
+        def __call__(self, ctx, it: int) -> float:
+            loss = self.step(ctx, it)
+            if it == 2:
+                with torch.no_grad():
+                    ctx.syn.images[0].fill_(float("inf"))
+            return loss
+
+    monkeypatch.setattr(engine, "OuterStep", Poisoned)
+    cfg, out = tiny_distill_config("idc"), tmp_path / "run"
+    cfg.iterations, cfg.checkpoint_every = 5, 1
+    expected = "diverged at iteration 3: its synthetic images became NaN or infinite"
+    with pytest.raises(UserError, match=expected) as err:
+        engine.distill(cfg, tiny_digits(3, 30), out=out)
+    assert f"the checkpoint of iteration 2 in {out} is kept" in str(err.value)
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert saved["iteration"] == 2 and torch.isfinite(saved["images"]).all()
+    assert not (out / "images.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_diverging_command_is_one_line_and_its_json_is_standard(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    args = (*DISTILL, "--iterations", "6", "--checkpoint-every", "2", "--quiet", "--out", out)
+    line = refused(invoke(*args, "--lr-img", "1e30"), "diverged at iteration 1", "lr_img")
+    assert "nothing of it was saved" in line and not (out / "checkpoint.pt").exists()
+    run = tmp_path / "run"
+    line = refused(invoke(*RUN, "--out", run, "--distill-set", "lr_img=1e30"), "diverged")
+    args = (*RUN, "--epochs", "3", "--lr", "1e8", "--out", tmp_path / "run-lr")
+    refused(invoke(*args), "training diverged in step 0, epoch", "Lower --lr")
+    assert not (tmp_path / "run-lr" / "order0" / "step0" / "model.pt").exists()
+    coreset = tmp_path / "c"
+    assert invoke("coreset", "digits", "--ipc", "2", "--out", coreset).exit_code == 0
+    args = ("evaluate", coreset, "--lr", "1e6", "--epochs", "8", "--checkpoint-seconds", "0")
+    line = refused(invoke(*args, "--quiet"), "evaluation diverged: model convnet", "--lr")
+    assert not (coreset / "eval_convnet.json").exists()
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON literal {constant}")
+
+    for path in tmp_path.rglob("*.json"):  # standard JSON: no NaN or Infinity literals
+        json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_set_with_nan_pixels_or_a_mangled_meta_field_is_one_line_naming_it(
+    tmp_path: Path,
+) -> None:
+    from dream_cl.artifact import load_image_set, save_image_set
+    from dream_cl.utils import atomic_write_json
+
+    folder = tmp_path / "set"
+    assert invoke("coreset", "digits", "--ipc", "1", "--out", folder).exit_code == 0
+    good = load_image_set(folder)
+    for name, value in (("info", None), ("info", {"name": 1}), ("meta", []), ("factor", None),
+                        ("images_bytes", "x"), ("images_sha256", 5)):  # fmt: skip
+        bad = tmp_path / f"{name}-{value}"
+        save_image_set(good, bad)
+        meta = json.loads((bad / "meta.json").read_text())
+        atomic_write_json(meta | {name: value}, bad / "meta.json")
+        line = refused(invoke("show", bad), f"field '{name}'")
+        assert "object" not in line and "NoneType" not in line, line
+    good.images[0, 0, 0, 0] = float("nan")
+    save_image_set(good, tmp_path / "nan")
+    refused(invoke("evaluate", tmp_path / "nan", "--epochs", "1"), "NaN or infinite pixels")
+    refused(invoke("show", tmp_path / "nan"), "NaN or infinite pixels")
+
+
+# -- 13. Ctrl-C while the libraries load (#32 item 7) --------------------------------------------
+INTERRUPTED_IMPORT = """
+import builtins, importlib.metadata, os, signal, sys
+(script,) = [e for e in importlib.metadata.entry_points(group="console_scripts")
+             if e.name == "dream-cl"]
+real = builtins.__import__
+def interrupting(name, *args, **kw):
+    if name == "torch":  # what a Ctrl-C in the first second meets
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *args, **kw)
+builtins.__import__ = interrupting
+sys.argv = ["dream-cl", "datasets"]
+script.load()()
+"""
+
+
+def test_ctrl_c_while_starting_is_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_IMPORT], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    one_line(proc, "interrupted by SIGINT while dream-cl was starting", code=130)

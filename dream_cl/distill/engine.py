@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -36,9 +37,12 @@ from dream_cl.distill.streams import RandomStreams
 from dream_cl.distill.synthetic import SyntheticSet, initialize
 from dream_cl.distill.timer import Timer
 from dream_cl.distributed import (
+    AgreedError,
     ClassShard,
     DistEnv,
     agree,
+    all_reduce_sum_,
+    comm_device,
     maybe_fault,
 )
 from dream_cl.errors import UserError
@@ -413,6 +417,8 @@ class DistillRun:
     data: dict[str, Any] | None
     started: float
     """``perf_counter()`` when this call began its work (after the folder checks)."""
+    checkpointed: int | None = None
+    """The iteration of the newest checkpoint in ``out_dir`` (None: none yet)."""
 
     @property
     def state(self) -> RunState:
@@ -503,7 +509,8 @@ class DistillRun:
         )
         if out_dir is not None and env.is_main:
             atomic_write_json(run_record(cfg, data), out_dir / CONFIG_FILE)
-        return cls(env, progress, out_dir, ctx, test, data, started)
+        saved_at = state.iteration if saved is not None else None
+        return cls(env, progress, out_dir, ctx, test, data, started, saved_at)
 
     def evaluate(self, iteration: int) -> None:
         """Train the evaluation models on the current set and record their accuracy
@@ -546,6 +553,29 @@ class DistillRun:
             if self.env.is_main:
                 atomic_torch_save(snapshot, self.out_dir / CHECKPOINT_FILE)
                 atomic_write_json(self.state.timing_dict(), self.out_dir / TIMING_FILE)
+        self.checkpointed = self.state.iteration
+
+    def check_finite(self, iteration: int, loss: float) -> None:
+        """Stop a run whose loss or images became NaN or infinite, before anything of it is
+        saved (collective: every rank stops together, at the same iteration)."""
+        bad = torch.tensor(
+            [not math.isfinite(loss), not bool(torch.isfinite(self.state.syn.images).all())],
+            dtype=torch.float64,
+        )
+        bad = all_reduce_sum_(bad.to(comm_device())).cpu()
+        if not bad.any():
+            return
+        what = "loss" if bad[0] else "synthetic images"
+        kept = (
+            f"the checkpoint of iteration {self.checkpointed} in {self.out_dir} is kept"
+            if self.checkpointed is not None and self.out_dir is not None
+            else "nothing of it was saved"
+        )
+        raise AgreedError(
+            f"the distillation diverged at iteration {iteration}: its {what} became NaN or "
+            f"infinite; {kept}. Lower the image learning rate (lr_img) and start again in "
+            "a new --out"
+        )
 
     def run(self, stop_after: int | None = None) -> None:
         """The framework's outer iterations from where the state is, evaluating and
@@ -563,6 +593,7 @@ class DistillRun:
         self.ctx.hooks.register("inner", pace.inner_step)
         for it in range(start, cfg.iterations):
             loss = step(self.ctx, it)
+            self.check_finite(it + 1, loss)
             state.losses.append(loss)
             done = state.iteration = it + 1
             pace.outer_step(done - start)
