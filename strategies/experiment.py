@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from dream_cl.data import load_train_test
+from dream_cl.data import check_out_outside_data, load_train_test
 from dream_cl.distributed import DistEnv, agree, broadcast_object
 from dream_cl.errors import UserError
 from dream_cl.progress import NullProgress, Progress, notify
@@ -178,8 +178,9 @@ def prepare_run(
     resolve_device(cfg.device)
     name, dataset, steps, options = resolve_scenario_source(cfg.scenario, cfg.steps)
     out = Path(out)
-    notes = agree(lambda: _check_out(cfg, out, resume, data_root))  # decided once, by rank 0
     options = {**options, **(dataset_options or {})}
+    check_out_outside_data(out, dataset, data_root, **options)
+    notes = agree(lambda: _check_out(cfg, out, resume, data_root))  # decided once, by rank 0
     train, test = load_train_test(dataset, data_root, download=download, **options)
     mem = cfg.memory_config(0)
     mem.distill_config(dataset, train.info.image_size)  # engine settings are valid

@@ -691,3 +691,27 @@ def test_ctrl_c_while_starting_is_one_line() -> None:
         [sys.executable, "-c", INTERRUPTED_IMPORT], capture_output=True, text=True, timeout=TIMEOUT
     )
     one_line(proc, "interrupted by SIGINT while dream-cl was starting", code=130)
+
+
+# -- 14. no --out inside the data (#32 item 5) ---------------------------------------------------
+def test_an_out_inside_the_data_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from fakedata import write_image_folder
+
+    from dream_cl.data.cifar import CIFAR10_CLASSES
+
+    photos = write_image_folder(tmp_path / "photos", per_class=6)
+    before = listing(photos)
+    for args in (
+        ("run", photos, "--steps", "2", "--quiet", "--out", photos / "run"),
+        ("distill", "imagefolder", "--data-root", photos, "--quiet", "--out", photos / "set"),
+        ("coreset", "imagefolder", "--data-root", photos, "--ipc", "1", "--out", photos),
+    ):
+        refused(invoke(*args), "inside the imagefolder data")
+    assert listing(photos) == before
+    root = tmp_path / "root"
+    write_image_folder(root / "cifar10-jpeg", CIFAR10_CLASSES, per_class=2, split_dirs=True)
+    zebra = root / "cifar10-jpeg" / "train" / "zebra"
+    args = ("coreset", "cifar10", "--data-root", root, "--ipc", "1", "--out", zebra)
+    refused(invoke(*args), "inside the cifar10 data")
+    assert not zebra.exists()
+    assert invoke(*args[:-1], root / "runs" / "zebra").exit_code == 0  # beside it is fine

@@ -34,6 +34,7 @@ __all__ = [
     "DatasetSpec",
     "DatasetSplit",
     "RestrictedUnpickler",
+    "check_out_outside_data",
     "ValidationSpec",
     "dataset_names",
     "get_dataset",
@@ -106,3 +107,19 @@ def load_splits(
     train, test = load_train_test(name, root, download=download, **options)
     rest, held = hold_out(train, val)
     return rest, held, test
+
+
+def check_out_outside_data(out: str | Path, name: str, root: str | Path, **options: Any) -> None:
+    """Refuse an output folder inside a dataset's own folder: what a command writes there
+    would be read as data by the next load (a new class of an image folder, a broken class
+    folder of CIFAR-10)."""
+    spec = get_dataset(name)
+    data = spec.expected_path(root, **options)
+    if not data.is_dir():
+        return  # an archive, a single file or no data yet: nothing reads a folder beside it
+    where, inside = Path(out).expanduser().resolve(), data.resolve()
+    if where == inside or inside in where.parents:
+        raise UserError(
+            f"--out {out} is inside the {spec.name} data ({data}), where the next load would "
+            "read what this command writes as data; choose a folder outside it"
+        )

@@ -58,7 +58,7 @@ def select_coreset_into(request: CoresetRequest, device: str = "auto") -> Corese
     """Select the coreset and save it with its ``config.json`` (rank 0 writes)."""
     from dream_cl.artifact import save_image_set
     from dream_cl.coreset import select_coreset
-    from dream_cl.data import load_dataset
+    from dream_cl.data import check_out_outside_data, load_dataset
     from dream_cl.distributed import DistEnv, agree
     from dream_cl.runfolder import CONFIG_FILE, claim, claimed, record
     from dream_cl.utils import atomic_write_json, resolve_device, seed_everything
@@ -67,6 +67,7 @@ def select_coreset_into(request: CoresetRequest, device: str = "auto") -> Corese
     dev = resolve_device(device)
     run = record("coreset", request.settings())
     out = request.out
+    check_out_outside_data(out, request.dataset, request.data_root)
     with claimed(out, "coreset"):
         agree(lambda: claim(out, "coreset", run, resume=False, resumable=False))
         seed_everything(request.seed)

@@ -72,12 +72,13 @@ def distill_dataset(
 
     Under torchrun each rank loads and keeps only its classes; rank 0 evaluates and writes.
     """
-    from dream_cl.data import ValidationSpec, load_splits
+    from dream_cl.data import ValidationSpec, check_out_outside_data, load_splits
     from dream_cl.distill.engine import distill, shard_train
 
     env = env or DistEnv.current()
     early = request.config(PROVISIONAL_IMAGE_SIZE)  # every user error before any work
     spec = ValidationSpec(early.val_fraction, early.val_seed)
+    check_out_outside_data(request.out, request.dataset, request.data_root)
     with claimed(request.out, "distill"):
         train, val, test = load_splits(
             request.dataset, request.data_root, spec, download=request.download
