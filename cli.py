@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from dream_cl.commands.catalog import datasets, scenarios
+from dream_cl.commands.catalog import cache, datasets, scenarios
 from dream_cl.commands.common import with_errors
 from dream_cl.commands.continual import compare, run
 from dream_cl.commands.coreset import coreset
@@ -29,7 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _command in (datasets, coreset, evaluate, distill, show, run, compare, scenarios):
+for _command in (datasets, coreset, evaluate, distill, show, run, compare, scenarios, cache):
     app.command()(with_errors(_command))
 
 

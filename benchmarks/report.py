@@ -31,6 +31,7 @@ SECTIONS = (
     "recipes",
     "table1",
     "eval_checkpoint",
+    "decode_cache",
     "artifact_hashes",
 )
 HEADER = (

@@ -30,8 +30,6 @@ SYNC_CHECK_ENV = "DREAM_CL_CHECK_SYNC"
 """Set to 1 to verify after every network update that all ranks hold equal parameters."""
 TIMEOUT_ENV = "DREAM_CL_DIST_TIMEOUT_MINUTES"
 """How long a collective may wait on a live rank (default 180: rank 0 may evaluate)."""
-FAULT_ENV = "DREAM_CL_TEST_KILL"
-"""Test hook, ``RANK:ITERATION``: that rank kills itself (SIGKILL) after that iteration."""
 
 T = TypeVar("T")
 
@@ -353,7 +351,7 @@ def run_local_workers(nproc: int, args: Sequence[str], env: dict[str, str] | Non
 
 
 # ----------------------------------------------------------------------------------------
-# checks and test hooks
+# checks
 
 
 def sync_check_enabled() -> bool:
@@ -387,15 +385,3 @@ def check_replicated(tensors: Sequence[torch.Tensor], what: str) -> None:
 def generator_tensor(generator: torch.Generator) -> torch.Tensor:
     """A generator's state as a tensor, for :func:`check_replicated`."""
     return generator.get_state().to(torch.float64)
-
-
-def maybe_fault(env: DistEnv, iteration: int) -> None:
-    """The test hook ``DREAM_CL_TEST_KILL=RANK:ITERATION``: die as a killed process would."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    rank, _, at = spec.partition(":")
-    if int(rank) == env.rank and int(at) == iteration:
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -69,7 +69,7 @@ class FolderLock:
                 raise unwritable(folder, err) from None
             who = f"process {holder}" if holder else "another process"
             raise UserError(
-                f"{folder} is in use by dream-cl {who}; wait for it to finish or choose "
+                f"{self.guarded} is in use by dream-cl {who}; wait for it to finish or choose "
                 "another --out"
             ) from None
         try:  # a lock on a file another process just removed guards nothing
@@ -83,6 +83,14 @@ class FolderLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return self
+
+    @property
+    def guarded(self) -> Path:
+        """What the lock guards: the folder, or the one file ``.NAME.lock`` is named after
+        (an evaluation's record)."""
+        if self.name == LOCK_FILE:
+            return self.folder
+        return self.folder / self.name.removeprefix(".").removesuffix(".lock")
 
     def release(self, failed: bool = False) -> None:
         if self._fd is None:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,7 +127,10 @@ def test_a_killed_rank_ends_the_job_with_one_line_and_resume_finishes_it(tmp_pat
     out = tmp_path / "run"
     args = ["distill", "digits", "--preset", "cpu", "--framework", "dm", "--ipc", "1"]
     args += ["--iterations", "6", "--checkpoint-every", "1", "--out", str(out), "--quiet"]
-    env = {**os.environ, "DREAM_CL_CHECK_SYNC": "1", "DREAM_CL_TEST_KILL": "1:3"}
+    faults = str(Path(__file__).parent / "faults")  # the hook lives in the tests only
+    pythonpath = os.pathsep.join(filter(None, [faults, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "DREAM_CL_CHECK_SYNC": "1", "DREAM_CL_TEST_KILL": "1:3",
+           "PYTHONPATH": pythonpath}  # fmt: skip
     started = time.perf_counter()
     killed = _cli([*args, "--nproc", "2"], env)
     assert time.perf_counter() - started < 60
@@ -137,6 +141,7 @@ def test_a_killed_rank_ends_the_job_with_one_line_and_resume_finishes_it(tmp_pat
     assert lines[0].endswith("--nproc 2 --resume")
     assert "Traceback" not in killed.stdout + killed.stderr
     env.pop("DREAM_CL_TEST_KILL")
+    env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
     resumed = _cli([*args, "--nproc", "2", "--resume"], env)
     assert resumed.returncode == 0, resumed.stderr
     # said once (rank 0), and only where it continues from

@@ -187,7 +187,8 @@ def test_evaluate_out_is_locked_per_file(tmp_path: Path, reference) -> None:
     try:
         assert holder.stdout.readline().strip() == "held"
         args = ("evaluate", reference["distill"], "--epochs", "1", "--device", "cpu", "--quiet")
-        refused(invoke(*args, "--out", target), f"process {holder.pid}")
+        line = refused(invoke(*args, "--out", target), f"process {holder.pid}")
+        assert line.startswith(f"error: {target} is in use"), line  # the file, not its folder
         other = invoke(*args, "--out", tmp_path / "other.json")  # another file: not blocked
         assert other.exit_code == 0, other.output
     finally:
@@ -715,3 +716,65 @@ def test_an_out_inside_the_data_is_refused_before_anything_is_written(tmp_path: 
     refused(invoke(*args), "inside the cifar10 data")
     assert not zebra.exists()
     assert invoke(*args[:-1], root / "runs" / "zebra").exit_code == 0  # beside it is fine
+
+
+# -- 15. the decode cache keeps its promise (#32 item 6) -------------------------------------------
+def test_the_decode_cache_is_keyed_by_content_checked_listed_and_cleared(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from fakedata import write_image_folder
+
+    from dream_cl.data import load_train_test
+    from dream_cl.data.imagecache import CACHE_ENV
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    photos = write_image_folder(tmp_path / "photos", per_class=3, split_dirs=True)
+    first = load_train_test("imagefolder", photos)[0]
+    entries = sorted(cache.glob("decoded-*.pt"))
+    assert len(entries) == 2  # train and test
+    # altered pixels in an entry: checked on reading, rebuilt from the files
+    for path in entries:
+        record = torch.load(path, weights_only=True)
+        record["images"][0, 0, 0, 0] ^= 0xFF
+        torch.save(record, path)
+    assert torch.equal(load_train_test("imagefolder", photos)[0].images, first.images)
+    # a file changed with its size and mtime kept is decoded again (here: a broken PNG)
+    victim = photos / "train" / "cat" / "000.png"
+    stat, original = victim.stat(), victim.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0x01
+    victim.write_bytes(bytes(damaged))
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    args = ("distill", "imagefolder", "--data-root", photos, "--quiet", "--out", tmp_path / "x")
+    refused(invoke(*args), "000.png")
+    # a new version of a file gives a new entry, which replaces the listing's old one
+    victim.write_bytes((photos / "train" / "dog" / "000.png").read_bytes())
+    assert not torch.equal(load_train_test("imagefolder", photos)[0].images, first.images)
+    assert len(list(cache.glob("decoded-*.pt"))) == 2  # one entry per listing, never more
+    listed = invoke("cache")
+    assert listed.exit_code == 0 and f"{cache}: 2 entries" in listed.output
+    assert "files in" in listed.output and str(photos) in listed.output
+    cleared = invoke("cache", "--clear")
+    assert cleared.exit_code == 0 and "removed 2 entries" in cleared.output
+    assert not list(cache.glob("decoded-*"))
+
+
+# -- 16. smaller ones (#32 item 8) ----------------------------------------------------------------
+def test_an_empty_class_folder_is_one_line_naming_it(tmp_path: Path) -> None:
+    from fakedata import write_image_folder
+
+    photos = write_image_folder(tmp_path / "photos", per_class=4)
+    (photos / "zebra").mkdir()
+    (photos / ".thumbnails").mkdir()  # hidden folders are not classes
+    line = refused(invoke("coreset", "imagefolder", "--data-root", photos, "--ipc", "1",
+                          "--out", tmp_path / "set"), "zebra holds no images")  # fmt: skip
+    assert str(photos / "zebra") in line
+
+
+def test_the_installed_tool_has_no_fault_injection_hook(tmp_path: Path) -> None:
+    """DREAM_CL_TEST_KILL is honoured only with tests/faults on PYTHONPATH."""
+    args = (*DISTILL, "--iterations", "2", "--checkpoint-every", "1", "--quiet")
+    done = cli(*args, "--out", tmp_path / "run", env={"DREAM_CL_TEST_KILL": "0:1"})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "images.pt").is_file()

@@ -33,3 +33,24 @@ def scenarios(data_root: DataRoot = None) -> None:
         "others: dream-cl run DATASET --steps N [--class-order 3,1,...] or "
         "dream-cl run IMAGE_FOLDER --steps N"
     )
+
+
+def cache(
+    clear: bool = typer.Option(False, "--clear", help="Remove every cached decode."),
+) -> None:
+    """List the decoded-image cache (image folders and tars decoded once), or clear it."""
+    from dream_cl.data.imagecache import CACHE_ENV, cache_dir, cache_entries, clear_cache
+
+    folder = cache_dir()
+    if folder is None:
+        typer.echo(f"the decode cache is off ({CACHE_ENV}=off)")
+        return
+    if clear:
+        removed, freed = clear_cache()
+        typer.echo(f"removed {removed} entries ({freed / 2**20:.1f} MiB) from {folder}")
+        return
+    entries = cache_entries()
+    total = sum(e.bytes for e in entries)
+    typer.echo(f"{folder}: {len(entries)} entries, {total / 2**20:.1f} MiB")
+    for e in entries:
+        typer.echo(f"  {e.written}  {e.bytes / 2**20:8.1f} MiB  {e.images:>7} images  {e.source}")

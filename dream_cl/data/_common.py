@@ -149,16 +149,18 @@ def decode_images(
 
     Images of another size are resized so the shorter side is ``size`` and then centre-cropped
     (aspect kept), or squashed when ``center_crop`` is False. The result is cached under the
-    listing's names, sizes and mtimes (:mod:`dream_cl.data.imagecache`), so the next load of
+    listing's names and file contents (:mod:`dream_cl.data.imagecache`), so the next load of
     the same files takes seconds.
     """
-    from dream_cl.data.imagecache import cached, listing_key, stat_entries
+    from dream_cl.data.imagecache import cached, make_listing
 
     settings = {"size": size, "grayscale": grayscale, "center_crop": center_crop}
-    key = listing_key(stat_entries(paths), settings)
+    names = [str(p.resolve()) for p in paths]
+    where = os.path.commonpath(names) if names else ""
+    listing = make_listing(f"{len(names)} files in {where}", paths, names, settings)
     sources = [(p, p) for p in paths]
     return cached(
-        key, len(paths), lambda: _decode(sources, size, grayscale, center_crop, downloadable)
+        listing, len(paths), lambda: _decode(sources, size, grayscale, center_crop, downloadable)
     )
 
 
@@ -170,14 +172,16 @@ def decode_tar_members(
     center_crop: bool = True,
 ) -> torch.Tensor:
     """Decode image files stored in a tar archive, in ``members`` order, cached (keyed by the
-    archive's name, size and mtime and the member names)."""
+    archive's name and content and the member names)."""
     import io
     import tarfile
 
-    from dream_cl.data.imagecache import cached, listing_key, stat_entries
+    from dream_cl.data.imagecache import cached, make_listing
 
     settings = {"size": size, "grayscale": grayscale, "center_crop": center_crop}
-    key = listing_key([*stat_entries([archive]), *((m, 0, 0) for m in members)], settings)
+    names = [str(archive.resolve()), *members]
+    source = f"{len(members)} files in {archive.resolve()}"
+    listing = make_listing(source, [archive], names, settings)
 
     def build() -> torch.Tensor:
         wanted = {m: i for i, m in enumerate(members)}
@@ -197,7 +201,7 @@ def decode_tar_members(
         sources = [(f"{archive}:{m}", io.BytesIO(b)) for m, b in zip(members, blobs, strict=True)]
         return _decode(sources, size, grayscale, center_crop, downloadable=False)
 
-    return cached(key, len(members), build)
+    return cached(listing, len(members), build)
 
 
 def _decode(

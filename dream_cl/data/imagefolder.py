@@ -41,12 +41,17 @@ def folder_of(root: Path, opts: Options) -> Path:
 
 
 def _classes(folder: Path) -> dict[str, list[Path]]:
-    """Class name -> sorted image files, for sub-folders that hold at least one image."""
+    """Class name -> sorted image files, one per sub-folder (hidden ones skipped); a
+    sub-folder without images is a one-line error, not a class silently dropped."""
     found: dict[str, list[Path]] = {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = list_images(sub)
-        if files:
-            found[sub.name] = files
+        if not files:
+            raise UserError(
+                f"imagefolder: the class folder {sub} holds no images; add some or move it "
+                f"out of {folder}"
+            )
+        found[sub.name] = files
     return found
 
 

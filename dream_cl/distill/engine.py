@@ -43,7 +43,6 @@ from dream_cl.distributed import (
     agree,
     all_reduce_sum_,
     comm_device,
-    maybe_fault,
 )
 from dream_cl.errors import UserError
 from dream_cl.progress import NullProgress, Progress, notify
@@ -602,7 +601,6 @@ class DistillRun:
             stopping = stop_after is not None and done - start >= stop_after
             if done % cfg.checkpoint_every == 0 or done == cfg.iterations or stopping:
                 self.save_checkpoint()
-            maybe_fault(self.env, done)
             metrics = {"loss": loss}
             if state.evals:
                 metrics["acc"] = state.evals[-1]["mean"]
