@@ -236,21 +236,18 @@ def dm_outer(ctx: Context, iteration: int, matcher: GradientMatcher | None = Non
     with ctx.timer.section("clustering"):
         batches = ctx.sampler.sample(iteration, ctx.embed_fn(net), ctx.streams.per_class)
     with ctx.timer.section("matching"):
-        real, fake, sizes_r, sizes_s = [], [], [], []
         decoded = syn.all_decoded()
+        net.train()
+        terms = []
         for pos, (c, idx) in enumerate(zip(ctx.shard.classes, batches, strict=True)):
             z_real, z_syn = augment_pair(
                 ctx, c, class_batch(ctx.train, c, idx, ctx.device), decoded[pos], cfg.match_aug
             )
-            real.append(z_real)
-            fake.append(z_syn)
-            sizes_r.append(z_real.shape[0])
-            sizes_s.append(z_syn.shape[0])
-        net.train()
-        with torch.no_grad():
-            f_real = net.embed(torch.cat(real)).split(sizes_r)
-        f_syn = net.embed(torch.cat(fake)).split(sizes_s)
-        terms = [distribution_distance(r, s) for r, s in zip(f_real, f_syn, strict=True)]
+            # one forward per class, as DM's code: a class's numbers never depend on which
+            # other classes share its process (a joint batch changes the kernels' rounding)
+            with torch.no_grad():
+                f_real = net.embed(z_real)
+            terms.append(distribution_distance(f_real, net.embed(z_syn)))
         loss = sum(terms, start=torch.zeros((), device=ctx.device))
         image_step(ctx, image_grad(ctx, loss))
     losses = {c: float(t.detach()) for c, t in zip(ctx.shard.classes, terms, strict=True)}
