@@ -795,3 +795,35 @@ def test_a_dm_memory_distilled_on_two_processes_is_one_process_memory_bit_for_bi
     for k in (0, 1):
         step = Path("order0") / f"step{k}" / "distill" / "images.pt"
         assert sha(tmp_path / "one" / step) == sha(tmp_path / "two" / step), k
+
+
+def test_a_hostile_tar_writes_nothing_and_reads_only_its_image_members(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from fakedata import write_image_folder
+
+    from dream_cl.data import load_train_test
+    from dream_cl.data.cifar import CIFAR10_CLASSES
+
+    base = write_image_folder(tmp_path / "src", CIFAR10_CLASSES, per_class=1, split_dirs=True)
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    with tarfile.open(root / "cifar10-jpeg.tar", "w") as tar:
+        tar.add(base, arcname="cifar10-jpeg")
+        png = (base / "train" / "cat" / "000.png").read_bytes()
+        for name in ("cifar10-jpeg/train/../../../outside/x.png", f"{outside}/train/cat/y.png"):
+            info = tarfile.TarInfo(name)
+            info.size = len(png)
+            tar.addfile(info, io.BytesIO(png))
+        link = tarfile.TarInfo("cifar10-jpeg/train/cat/passwd.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    before = listing(tmp_path)
+    train, test = load_train_test("cifar10", root)
+    # read in memory, never extracted: the absolute member is one more cat image, the
+    # '..' member is skipped and the link is not followed (/etc/passwd is no image)
+    counts = [1] * 10
+    counts[CIFAR10_CLASSES.index("cat")] = 2
+    assert train.class_counts() == counts and test.class_counts() == [2] * 10
+    assert listing(tmp_path) == before and not outside.exists()
