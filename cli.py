@@ -13,7 +13,7 @@ import sys
 import typer
 
 from dream_cl.commands.catalog import cache, datasets, scenarios
-from dream_cl.commands.common import with_errors
+from dream_cl.commands.common import app_options, with_errors
 from dream_cl.commands.continual import compare, run
 from dream_cl.commands.coreset import coreset
 from dream_cl.commands.distill import distill
@@ -31,6 +31,8 @@ app = typer.Typer(
 )
 for _command in (datasets, coreset, evaluate, distill, show, run, compare, scenarios, cache):
     app.command()(with_errors(_command))
+
+app.callback()(app_options)  # --version
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

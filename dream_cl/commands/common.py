@@ -174,3 +174,19 @@ def with_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         return result
 
     return wrapper
+
+
+def _print_version(shown: bool) -> None:
+    if shown:
+        from dream_cl import __version__
+
+        typer.echo(f"dream-cl {__version__}")
+        raise typer.Exit()
+
+
+def app_options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """DREAM dataset distillation and continual-learning replay."""
