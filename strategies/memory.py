@@ -258,6 +258,12 @@ class DistilledBuffer(ExemplarsBuffer):
         if new:
             self.add_classes(new, step, dataset=exp.dataset)
 
+    def update(self, strategy: Any, **kwargs: Any) -> None:
+        """What Avalanche 0.6's stock ``ReplayPlugin`` calls after each experience. The base
+        class's ``update`` is deprecated (removed in 0.7, which calls ``post_adapt``); this
+        override does the same without the warning."""
+        self.post_adapt(strategy, strategy.experience)
+
     def add_classes(self, classes: list[int], step: int, dataset: Any = None) -> StepMemory:
         """Build (or load from ``workdir``) the memory of ``classes`` and keep it."""
         import time

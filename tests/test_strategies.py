@@ -293,3 +293,37 @@ def test_plugin_replay_mix_mixes_current_data_with_memory(digits) -> None:
     strategy.train(stream[1], eval_streams=[])
     assert probe.epochs[-1]["labels"] == {0, 1, 2, 3}
     assert probe.epochs[-1]["n"] > len(stream[1].dataset)  # current data plus memory batches
+
+
+def test_no_deprecation_warning_from_dream_cl_code_paths(digits) -> None:
+    """#31 item 6: the stock ReplayPlugin with a DistilledBuffer (the README's example) and
+    the DistilledReplay strategy train and evaluate without any deprecation warning; Avalanche
+    0.6's ReplayPlugin calls the deprecated ``ExemplarsBuffer.update``, which the buffer
+    overrides."""
+    from dream_cl.strategies import DistilledReplay
+
+    stream, tests = digits.benchmark.train_stream, digits.benchmark.test_stream
+    buffer = DistilledBuffer(memory("random", ipc=2), info=digits.info)
+    evaluator = EvaluationPlugin(accuracy_metrics(stream=True), loggers=[])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stock = naive(
+            tiny_model(10), [ReplayPlugin(mem_size=buffer.max_size, storage_policy=buffer)]
+        )
+        model = tiny_model(2)
+        ours = DistilledReplay(
+            model=model,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+            storage_policy=DistilledBuffer(memory("random", ipc=2), info=digits.info),
+            train_config=QUIET,
+            train_epochs=1,
+            evaluator=evaluator,
+        )
+        for strategy in (stock, ours):
+            for k in range(2):
+                strategy.train(stream[k], eval_streams=[])
+                strategy.eval(tests[: k + 1])
+    deprecated = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+    found = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught
+             if issubclass(w.category, deprecated)]  # fmt: skip
+    assert not found, found
