@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from dream_cl.cost import cpu_model, device_name
 from dream_cl.utils import atomic_write_json
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -54,38 +55,6 @@ def git_commit(cwd: Path | None = None) -> str:
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def cpu_model(cpuinfo: str | None = None) -> str:
-    """The CPU model as ``/proc/cpuinfo`` names it, with family/model/stepping (cloud CPUs
-    often report a bare 'AMD EPYC': the family and model tell Zen 3 from Zen 4). Timings are
-    only comparable between equal models, so every benchmark records it."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return platform.processor() or platform.machine() or "unknown"
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        key = key.strip()
-        if sep and key not in fields:
-            fields[key] = value.strip()
-        if not line.strip() and fields:
-            break
-    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown"
-    extra = [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields]
-    flags = set(fields.get("flags", "").split())
-    isa = [f for f in ("avx2", "avx512f", "amx_tile") if f in flags]
-    if isa:
-        extra.append("/".join(isa))
-    return f"{name} ({', '.join(extra)})" if extra else name
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
 def provenance(device: torch.device) -> dict[str, Any]:

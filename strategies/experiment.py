@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from dream_cl.cost import CostMeter
 from dream_cl.data import check_out_outside_data, load_train_test
 from dream_cl.distributed import DistEnv, agree, broadcast_object
 from dream_cl.errors import UserError
@@ -46,7 +47,13 @@ from dream_cl.strategies.config import CLConfig, derive_seed, resolve_cl_config
 from dream_cl.strategies.memory import DistilledBuffer
 from dream_cl.strategies.metrics import comparison_record, run_results, step_row, summarize
 from dream_cl.strategies.plugins import ModelFactory
-from dream_cl.strategies.report import comparison_table, comparison_title, plot_accuracy, run_title
+from dream_cl.strategies.report import (
+    comparison_table,
+    comparison_title,
+    cost_table,
+    plot_accuracy,
+    run_title,
+)
 from dream_cl.strategies.strategy import DistilledReplay, close_loggers, make_evaluator
 from dream_cl.utils import atomic_torch_save, atomic_write, atomic_write_json, resolve_device
 
@@ -459,9 +466,13 @@ def execute_run(
     progress: Progress | None = None,
     interactive: bool = False,
     tensorboard: bool = False,
+    meter: CostMeter | None = None,
 ) -> dict[str, Any]:
-    """Run every class order of ``plan``; writes the layout in the module docstring."""
+    """Run every class order of ``plan``; writes the layout in the module docstring.
+    ``results.json`` records the cost from ``meter`` (started by the caller, to include its
+    planning and data loading; by default here)."""
     cfg, out = plan.cfg, plan.out
+    meter = meter or CostMeter.start(resolve_device(cfg.device))
     main = DistEnv.current().is_main
     for text in plan.notes:
         notify(progress, text)
@@ -475,7 +486,7 @@ def execute_run(
         for seed, scenario in zip(cfg.order_seeds(), plan.scenarios, strict=True)
     ]
     name = plan.scenarios[0].name
-    results = run_results(cfg, name, per_order)
+    results = run_results(cfg, name, per_order) | {"cost": meter.finish()}  # collective
     if main:
         atomic_write_json(results, out / "results.json")
         plot_accuracy({cfg.memory: results}, out / "accuracy.png", title=run_title(name, cfg))
@@ -495,6 +506,7 @@ def run_cl(
     tensorboard: bool = False,
 ) -> dict[str, Any]:
     """:func:`prepare_run` then :func:`execute_run`."""
+    meter = CostMeter.start(resolve_device(cfg.device))
     plan = prepare_run(
         cfg,
         data_root=data_root,
@@ -503,7 +515,9 @@ def run_cl(
         download=download,
         dataset_options=dataset_options,
     )
-    return execute_run(plan, progress=progress, interactive=interactive, tensorboard=tensorboard)
+    return execute_run(
+        plan, progress=progress, interactive=interactive, tensorboard=tensorboard, meter=meter
+    )
 
 
 # -- compare -----------------------------------------------------------------------------------
@@ -581,7 +595,8 @@ def compare(
     record = comparison_record(name, memories, cfgs[0].ipc, results)
     if main:
         atomic_write_json(record, out / "comparison.json")
-        table = comparison_table(results)
+        costs = {m: r.get("cost") for m, r in results.items()}
+        table = comparison_table(results) + "\n" + cost_table(costs)
         atomic_write(out / "comparison.md", lambda p: p.write_text(table))
         plot_accuracy(results, out / "comparison.png", title=comparison_title(name, cfgs[0]))
     return record

@@ -159,5 +159,6 @@ def comparison_record(
             "decoded_images_final": _final(results, "decoded_images"),
         },
         "results": {m: r["summary"] for m, r in results.items()},
+        "costs": {m: r.get("cost") for m, r in results.items()},
         "configs": {m: r["config"] for m, r in results.items()},
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dream_cl.cost import cost_line, duration
 from dream_cl.strategies.config import CLConfig
 from dream_cl.utils import atomic_write, percent
 
@@ -18,6 +19,7 @@ __all__ = [
     "comparison_lines",
     "comparison_table",
     "comparison_title",
+    "cost_table",
     "plot_accuracy",
     "run_title",
     "summary_lines",
@@ -54,6 +56,8 @@ def summary_lines(results: dict[str, Any], out: Path) -> list[str]:
         f"{100 * summary['final_accuracy']['mean']:.2f}, forgetting "
         f"{percent(summary['forgetting']['mean'])}"
     )
+    if results.get("cost"):
+        lines.append(cost_line(results["cost"]))
     first = results["orders"][0]["seed"]
     lines.append(
         f"results: {out / 'results.json'}  plot: {out / 'accuracy.png'}  "
@@ -69,8 +73,33 @@ def comparison_lines(record: dict[str, Any], out: Path) -> list[str]:
     return [
         f"{record['scenario']}: accuracy on seen classes (%), same stored budget",
         *table.rstrip().split("\n"),
+        "cost per memory (this call; distillation, training and evaluation)",
+        *cost_table(record.get("costs", {})).rstrip().split("\n"),
         f"table: {out / 'comparison.md'}  plot: {out / 'comparison.png'}",
     ]
+
+
+def cost_table(costs: dict[str, dict[str, Any] | None]) -> str:
+    """A Markdown table: per memory, wall time, device time and peak memory of its run."""
+    lines = [
+        "| memory | wall | device time | peak resident | peak CUDA |",
+        "|---|---|---|---|---|",
+    ]
+    for method, c in costs.items():
+        if not c:
+            lines.append(f"| {method} | - | - | - | - |")
+            continue
+        device = (
+            f"{c['gpu_hours']:.3g} GPU-h"
+            if c.get("gpu_hours") is not None
+            else f"{c['cpu_core_hours']:.3g} CPU core-h"
+        )
+        cuda = f"{c['cuda_peak_mib'] / 1024:.2f} GiB" if c.get("cuda_peak_mib") else "-"
+        lines.append(
+            f"| {method} | {duration(c['wall_seconds'])} | {device} | "
+            f"{c['peak_rss_mib'] / 1024:.2f} GiB | {cuda} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def comparison_table(results: dict[str, dict[str, Any]]) -> str:

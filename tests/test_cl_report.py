@@ -53,12 +53,18 @@ def test_summary_lines_one_order_and_the_spread_over_two() -> None:
 def test_comparison_lines_are_the_heading_the_table_and_the_files() -> None:
     a = _results([summarize(_rows([[0.9], [0.5, 0.7]]))], "dream")
     b = _results([summarize(_rows([[0.8], [0.4, 0.6]]))], "random")
+    a["cost"] = {"wall_seconds": 65.0, "cpu_core_hours": 0.5, "gpu_hours": None,
+                 "peak_rss_mib": 2048.0, "cuda_peak_mib": None}  # fmt: skip
     results = {"dream": a, "random": b}
     record = comparison_record("digits-2step", ["dream", "random"], 2, results)
     out = Path("cmp")
     lines = comparison_lines(record, out)
     assert lines[0] == "digits-2step: accuracy on seen classes (%), same stored budget"
-    assert lines[1:-1] == comparison_table(results).rstrip().split("\n")
-    assert len(lines[1:-1]) == 4 and lines[3].startswith("| dream | 8 | 32 | 90.00 | 60.00 |")
+    assert lines[1:5] == comparison_table(results).rstrip().split("\n")
+    assert lines[3].startswith("| dream | 8 | 32 | 90.00 | 60.00 |")
+    # the cost of each memory's run beside it (#31 item 2); a run without one says so
+    assert lines[5].startswith("cost per memory")
+    assert lines[8] == "| dream | 1m05s | 0.5 CPU core-h | 2.00 GiB | - |"
+    assert lines[9] == "| random | - | - | - | - |"
     assert lines[-1] == f"table: {out / 'comparison.md'}  plot: {out / 'comparison.png'}"
     assert record["budget"]["stored_images_final"] == {"dream": 8, "random": 8}

@@ -212,7 +212,9 @@ def test_compare_uses_one_budget_and_order_and_writes_table_and_plot(tmp_path: P
     }
     assert orders["random"] == orders["herding"]
     table = (tmp_path / "comparison.md").read_text().splitlines()
-    assert len(table) == 4 and table[2].startswith("| random | 20 | 20 |")
+    assert len(table) == 9 and table[2].startswith("| random | 20 | 20 |")
+    assert table[5].startswith("| memory | wall | device time |")  # the cost table
+    assert table[7].startswith("| random | ") and "CPU core-h" in table[7]
     png = (tmp_path / "comparison.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(UserError, match="twice"):

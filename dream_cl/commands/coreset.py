@@ -34,6 +34,7 @@ def coreset(
     nproc: Nproc = 1,
 ) -> None:
     """Select IPC real images per class (coreset baseline) and save them as an image set."""
+    from dream_cl.cost import cost_line
     from dream_cl.jobs.coreset import CoresetRequest, select_coreset_into
     from dream_cl.jobs.process import join_processes, set_threads
 
@@ -55,3 +56,4 @@ def coreset(
         f"{method} coreset of {dataset}: {done.image_set.num_stored} images "
         f"({ipc} per class) in {done.seconds:.1f}s -> {out}"
     )
+    typer.echo(cost_line(done.cost))

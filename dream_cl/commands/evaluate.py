@@ -99,4 +99,5 @@ def evaluate(
     )
     request.validate()
     done = evaluate_artifact(request, device=device, quiet=quiet)
-    typer.echo(done.summary_line())
+    for line in done.summary_lines():
+        typer.echo(line)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from dream_cl.artifact import ImageSet, save_image_set
+from dream_cl.cost import CostMeter
 from dream_cl.data.base import DatasetInfo, DatasetSplit
 from dream_cl.distill import registry
 from dream_cl.distill.config import DistillConfig
@@ -418,6 +419,8 @@ class DistillRun:
     """``perf_counter()`` when this call began its work (after the folder checks)."""
     checkpointed: int | None = None
     """The iteration of the newest checkpoint in ``out_dir`` (None: none yet)."""
+    meter: CostMeter | None = None
+    """What this call costs (started by the caller, to include its data loading)."""
 
     @property
     def state(self) -> RunState:
@@ -443,6 +446,7 @@ class DistillRun:
         progress: Progress | None,
         env: DistEnv,
         data: dict[str, Any] | None,
+        meter: CostMeter | None = None,
     ) -> DistillRun:
         """Check the inputs and the folder, then build the run fresh or from its checkpoint."""
         cfg.validate()
@@ -509,7 +513,8 @@ class DistillRun:
         if out_dir is not None and env.is_main:
             atomic_write_json(run_record(cfg, data), out_dir / CONFIG_FILE)
         saved_at = state.iteration if saved is not None else None
-        return cls(env, progress, out_dir, ctx, test, data, started, saved_at)
+        meter = meter or CostMeter.start(device)
+        return cls(env, progress, out_dir, ctx, test, data, started, saved_at, meter)
 
     def evaluate(self, iteration: int) -> None:
         """Train the evaluation models on the current set and record their accuracy
@@ -648,6 +653,7 @@ class DistillRun:
         meta = {"ipc": cfg.ipc, "config": cfg.to_dict()}
         image_set = self.state.full_set(method_name(cfg), meta=meta)
         metrics = self.metrics(image_set)
+        metrics["cost"] = self.meter.finish() if self.meter is not None else None  # collective
         if out_dir is not None and self.env.is_main:
             if len(self.state.losses) == cfg.iterations:
                 from dream_cl.visualize import save_class_grid
@@ -671,6 +677,7 @@ def distill(
     stop_after: int | None = None,
     env: DistEnv | None = None,
     data: dict[str, Any] | None = None,
+    meter: CostMeter | None = None,
 ) -> DistillResult:
     """Run DREAM (or a baseline) on ``train``; evaluate on ``test`` every ``eval_every``.
 
@@ -696,6 +703,7 @@ def distill(
         progress=progress,
         env=env or DistEnv.current(),
         data=data,
+        meter=meter,
     )
     run.run(stop_after)
     return run.finish()

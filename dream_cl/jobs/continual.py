@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dream_cl.cost import CostMeter
 from dream_cl.distributed import DistEnv
 from dream_cl.errors import UserError
 from dream_cl.jobs.process import progress_for
 from dream_cl.protocol.distillation import long_run_note
 from dream_cl.runfolder import claimed
 from dream_cl.settings import changes_from, read_config_file
+from dream_cl.utils import resolve_device
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ def run_continual(
     request.check_distill_settings([cfg.memory])
     target = request.target(f"{request.short_name}-{cfg.memory}-{cfg.regime}")
     with claimed(target, "run"):
+        meter = CostMeter.start(resolve_device(cfg.device))
         plan = prepare_run(
             cfg,
             data_root=request.data_root,
@@ -127,7 +130,11 @@ def run_continual(
         hint = long_run_note(cfg.preset, cfg.device)
         with progress_for(quiet or interactive, env, long_run=hint) as progress:
             results = execute_run(
-                plan, progress=progress, interactive=interactive, tensorboard=tensorboard
+                plan,
+                progress=progress,
+                interactive=interactive,
+                tensorboard=tensorboard,
+                meter=meter,
             )
     return results, target
 

@@ -52,12 +52,14 @@ class CoresetResult:
     image_set: ImageSet
     seconds: float
     out: Path
+    cost: dict
 
 
 def select_coreset_into(request: CoresetRequest, device: str = "auto") -> CoresetResult:
     """Select the coreset and save it with its ``config.json`` (rank 0 writes)."""
     from dream_cl.artifact import save_image_set
     from dream_cl.coreset import select_coreset
+    from dream_cl.cost import CostMeter
     from dream_cl.data import check_out_outside_data, load_dataset
     from dream_cl.distributed import DistEnv, agree
     from dream_cl.runfolder import CONFIG_FILE, claim, claimed, record
@@ -65,6 +67,7 @@ def select_coreset_into(request: CoresetRequest, device: str = "auto") -> Corese
 
     request.validate()
     dev = resolve_device(device)
+    meter = CostMeter.start(dev)
     run = record("coreset", request.settings())
     out = request.out
     check_out_outside_data(out, request.dataset, request.data_root)
@@ -83,7 +86,10 @@ def select_coreset_into(request: CoresetRequest, device: str = "auto") -> Corese
             feature_model=request.feature_model,
             device=dev,
         )
+        seconds = time.perf_counter() - t0
+        cost = meter.finish()
+        image_set.meta["cost"] = cost  # the set's meta.json records what it cost
         if DistEnv.current().is_main:
             atomic_write_json(run, out / CONFIG_FILE)
             save_image_set(image_set, out)
-    return CoresetResult(image_set, time.perf_counter() - t0, out)
+    return CoresetResult(image_set, seconds, out, cost)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dream_cl.cost import CostMeter, cost_line
 from dream_cl.distill.config import DistillConfig, resolve_config
 from dream_cl.distill.engine import DistillResult
 from dream_cl.distributed import DistEnv
@@ -15,6 +16,7 @@ from dream_cl.jobs.process import progress_for
 from dream_cl.protocol.distillation import long_run_note
 from dream_cl.runfolder import claimed
 from dream_cl.settings import changes_from, read_config_file
+from dream_cl.utils import resolve_device
 
 PROVISIONAL_IMAGE_SIZE = 32
 """The settings are checked before any data is read; the image size (which only scales
@@ -77,6 +79,7 @@ def distill_dataset(
 
     env = env or DistEnv.current()
     early = request.config(PROVISIONAL_IMAGE_SIZE)  # every user error before any work
+    meter = CostMeter.start(resolve_device(early.device))
     spec = ValidationSpec(early.val_fraction, early.val_seed)
     check_out_outside_data(request.out, request.dataset, request.data_root)
     with claimed(request.out, "distill"):
@@ -99,6 +102,7 @@ def distill_dataset(
                 resume=request.resume,
                 progress=progress,
                 data={"data_root": str(request.data_root)},
+                meter=meter,
             )
 
 
@@ -117,5 +121,7 @@ def summary_lines(result: DistillResult, dataset: str, out: Path) -> list[str]:
             f"({e.get('split', 'test')}, {e.get('recipe', 'idc')} recipe, "
             f"{len(e.get('accuracies', [0]))} model(s))"
         )
+    if m.get("cost"):
+        lines.append(cost_line(m["cost"]))
     lines.append(f"artifact: {out}  (dream-cl evaluate {out}; dream-cl show {out})")
     return lines

@@ -75,13 +75,16 @@ class ArtifactEvaluation:
     target: Path
     image_set: Any  # dream_cl.artifact.ImageSet
 
-    def summary_line(self) -> str:
+    def summary_lines(self) -> list[str]:
+        from dream_cl.cost import cost_line
+
         s, r = self.image_set, self.result
-        return (
+        return [
             f"{r.model} on {s.method} ({s.info.name}, {s.num_stored} stored), "
             f"{self.recipe} recipe, {self.record['split']} split: {100 * r.mean:.2f} +- "
-            f"{100 * r.std:.2f} % over {len(r.accuracies)} run(s) -> {self.target}"
-        )
+            f"{100 * r.std:.2f} % over {len(r.accuracies)} run(s) -> {self.target}",
+            cost_line(self.record["cost"]),
+        ]
 
 
 def _is_eval_record(target: Path) -> bool:
@@ -154,6 +157,7 @@ def evaluate_artifact(
     import shutil
 
     from dream_cl.artifact import load_image_set
+    from dream_cl.cost import CostMeter
     from dream_cl.data import load_dataset, load_splits
     from dream_cl.evaluate import EvalCheckpoint, evaluate_image_set
     from dream_cl.jobs.process import progress_for
@@ -162,6 +166,7 @@ def evaluate_artifact(
 
     request.validate()
     dev = resolve_device(device)
+    meter = CostMeter.start(dev)
     image_set = load_image_set(request.artifact)
     chosen, cfg = eval_config_for(request, image_set)
     target = request.target()
@@ -195,6 +200,7 @@ def evaluate_artifact(
             "seed": request.seed,
             "split": request.split,
             "validation": None if spec is None else spec.to_dict(),
+            "cost": meter.finish(),
         }
         atomic_write_json(record, target)
         shutil.rmtree(partial, ignore_errors=True)
