@@ -57,3 +57,34 @@ def test_every_command_records_its_cost_and_says_it(tmp_path: Path) -> None:
     ok("run", "digits", "--steps", "2", "--ipc", "1", "--epochs", "1", "--model", "convnet",
        "--distill-iterations", "1", *quick, "--out", tmp_path / "r")  # fmt: skip
     _check(json.loads((tmp_path / "r" / "results.json").read_text())["cost"], "run")
+
+
+def test_evaluate_baselines_use_the_same_recipe_and_seeds_and_report_the_gaps(
+    tmp_path: Path,
+) -> None:
+    """#31 item 3: a random real subset of the same storage and the set without its
+    augmentation, in the same call; the set's own accuracies are those of a plain call."""
+    runner = CliRunner()
+    folder = tmp_path / "set"
+    args = ("distill", "digits", "--preset", "cpu", "--ipc", "2", "--iterations", "2", "--quiet")
+    assert runner.invoke(app, [*args, "--out", str(folder)]).exit_code == 0
+    quick = ["--epochs", "3", "--repeats", "2", "--quiet"]
+    plain = runner.invoke(app, ["evaluate", str(folder), *quick, "--out", str(tmp_path / "a.json")])
+    assert plain.exit_code == 0, plain.output
+    both = runner.invoke(
+        app, ["evaluate", str(folder), *quick, "--baselines", "--out", str(tmp_path / "b.json")]
+    )
+    assert both.exit_code == 0, both.output
+    assert "random real images, same storage (20 stored)" in both.output
+    assert "without augmentation" in both.output
+    a = json.loads((tmp_path / "a.json").read_text())
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["accuracies"] == a["accuracies"] and "baselines" not in a
+    scores = b["baselines"]
+    rand, no_aug = scores["random_real"], scores["no_augmentation"]
+    assert rand["stored_images"] == 20 and len(rand["accuracies"]) == 2
+    assert rand["config"]["epochs"] == no_aug["config"]["epochs"] == 3  # the same recipe
+    assert no_aug["config"]["cutmix_p"] == 0.0 and no_aug["config"]["dsa_strategy"] == "none"
+    assert b["config"]["cutmix_p"] > 0  # the set's recipe augments
+    assert scores["gain_over_random_real"] == pytest.approx(b["mean"] - rand["mean"])
+    assert scores["gain_from_augmentation"] == pytest.approx(b["mean"] - no_aug["mean"])

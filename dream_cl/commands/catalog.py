@@ -18,6 +18,8 @@ def datasets(data_root: DataRoot = None) -> None:
         kind = spec.found_as(root) if found == "found" else ""
         kind = f"  ({kind})" if kind else ""
         typer.echo(f"  {name:<14} {found:<8} {spec.expected_path(root)}{kind}")
+        if found == "missing":
+            typer.echo(f"  {'':<14} to get it: {spec.how_to_get_under(root)}")
 
 
 def scenarios(data_root: DataRoot = None) -> None:

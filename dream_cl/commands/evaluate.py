@@ -52,6 +52,14 @@ def evaluate(
     ] = None,
     cutmix_p: Annotated[float | None, Opt(help="CutMix probability (idc 0.5, others 0).")] = None,
     settings: Annotated[list[str] | None, set_option(settable_keys(EvalConfig))] = None,
+    baselines: Annotated[
+        bool,
+        Opt(
+            "--baselines",
+            help="Also train, with the same recipe and seeds, random real images of the same "
+            "storage and the set without augmentation, and report the gaps to each.",
+        ),
+    ] = False,
     split: Annotated[
         str,
         Opt(
@@ -96,6 +104,7 @@ def evaluate(
         data_root=data_root or default_data_root(),
         download=download,
         seed=seed,
+        baselines=baselines,
     )
     request.validate()
     done = evaluate_artifact(request, device=device, quiet=quiet)

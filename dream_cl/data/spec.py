@@ -93,6 +93,10 @@ class DatasetSpec:
         """Where the dataset's files are expected for this data root."""
         return self.locate(_as_root(root), self.resolve_options(options))
 
+    def how_to_get_under(self, root: str | Path) -> str:
+        """How to obtain the data, with ``<root>`` spelled out as the data root given."""
+        return self.how_to_get.replace("<root>", str(_as_root(root)))
+
     def found_as(self, root: str | Path, **options: Any) -> str:
         """Which of several accepted copies is there ('' when only one kind exists)."""
         if self.describe is None:
@@ -136,9 +140,11 @@ class DatasetSpec:
         if download and self.downloader is None:
             raise UserError(
                 f"{self.name} cannot be downloaded automatically: expected {absent}; "
-                f"{self.how_to_get}"
+                f"{self.how_to_get_under(root)}"
             )
-        raise UserError(f"{self.name} data not found: expected {absent}; {self.how_to_get}")
+        raise UserError(
+            f"{self.name} data not found: expected {absent}; {self.how_to_get_under(root)}"
+        )
 
     # -- reading ---------------------------------------------------------------------------
     def load(

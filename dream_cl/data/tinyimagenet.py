@@ -26,7 +26,11 @@ TINY_DIR = "tiny-imagenet-200"
 TINY_MEAN = (0.485, 0.456, 0.406)
 TINY_STD = (0.229, 0.224, 0.225)
 TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-_HOW = f"download {TINY_URL} and unzip it so that <root>/{TINY_DIR}/wnids.txt exists"
+_HOW = (
+    f"torchvision cannot download it: fetch {TINY_URL} and unzip it in <root>, giving the "
+    f"official layout <root>/{TINY_DIR}/{{wnids.txt, words.txt, train/<wnid>/images/*.JPEG, "
+    "val/val_annotations.txt, val/images/*.JPEG}"
+)
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -35,6 +35,9 @@ class EvaluateRequest:
     data_root: Path = Path("data")
     download: bool = False
     seed: int = 0
+    baselines: bool = False
+    """Also evaluate a random real subset of the same storage and the set without
+    augmentation, and report the gaps (:func:`baseline_scores`)."""
 
     def validate(self) -> None:
         from dream_cl.data.validation import SPLITS
@@ -83,8 +86,23 @@ class ArtifactEvaluation:
             f"{r.model} on {s.method} ({s.info.name}, {s.num_stored} stored), "
             f"{self.recipe} recipe, {self.record['split']} split: {100 * r.mean:.2f} +- "
             f"{100 * r.std:.2f} % over {len(r.accuracies)} run(s) -> {self.target}",
+            *_baseline_lines(self.record.get("baselines")),
             cost_line(self.record["cost"]),
         ]
+
+
+def _baseline_lines(scores: dict[str, Any] | None) -> list[str]:
+    if not scores:
+        return []
+    rand, plain = scores["random_real"], scores["no_augmentation"]
+    return [
+        f"  random real images, same storage ({rand['stored_images']} stored): "
+        f"{100 * rand['mean']:.2f} +- {100 * rand['std']:.2f} %; the set gains "
+        f"{100 * scores['gain_over_random_real']:+.2f} points over them",
+        f"  the set without augmentation: {100 * plain['mean']:.2f} +- "
+        f"{100 * plain['std']:.2f} %; the augmentation adds "
+        f"{100 * scores['gain_from_augmentation']:+.2f} points",
+    ]
 
 
 def _is_eval_record(target: Path) -> bool:
@@ -153,7 +171,9 @@ def evaluate_artifact(
     request: EvaluateRequest, *, device: str = "auto", quiet: bool = True
 ) -> ArtifactEvaluation:
     """Train fresh models on the set, test them, write the JSON record; an interrupted call
-    continues from its checkpoint when it is called again."""
+    continues from its checkpoint when it is called again. With ``request.baselines`` the
+    same recipe and seeds also train a random real subset of the same storage and the set
+    without augmentation (:func:`baseline_scores`)."""
     import shutil
 
     from dream_cl.artifact import load_image_set
@@ -180,19 +200,28 @@ def evaluate_artifact(
             data = load_dataset(name, request.data_root, train=False, download=request.download)
         else:
             _, data, _ = load_splits(name, request.data_root, spec, download=request.download)
-        seed_everything(request.seed)
         with progress_for(quiet) as progress:
-            result = evaluate_image_set(
-                image_set,
-                data,
-                model=request.model,
-                repeats=request.repeats,
-                cfg=cfg,
-                seed=request.seed,
-                device=dev,
-                model_options=request.model_options,
-                progress=progress,
-                checkpoint=EvalCheckpoint(partial, every_seconds=request.checkpoint_seconds),
+
+            def evaluate(s: Any, config: Any) -> Any:
+                seed_everything(request.seed)
+                return evaluate_image_set(
+                    s,
+                    data,
+                    model=request.model,
+                    repeats=request.repeats,
+                    cfg=config,
+                    seed=request.seed,
+                    device=dev,
+                    model_options=request.model_options,
+                    progress=progress,
+                    checkpoint=EvalCheckpoint(partial, every_seconds=request.checkpoint_seconds),
+                )
+
+            result = evaluate(image_set, cfg)
+            scores = (
+                baseline_scores(request, image_set, cfg, result, evaluate)
+                if (request.baselines)
+                else None
             )
         record = result.to_dict() | {
             "artifact": str(request.artifact),
@@ -200,8 +229,51 @@ def evaluate_artifact(
             "seed": request.seed,
             "split": request.split,
             "validation": None if spec is None else spec.to_dict(),
+            **({"baselines": scores} if scores is not None else {}),
             "cost": meter.finish(),
         }
         atomic_write_json(record, target)
         shutil.rmtree(partial, ignore_errors=True)
     return ArtifactEvaluation(result, record, chosen, target, image_set)
+
+
+def random_real_like(request: EvaluateRequest, image_set: Any) -> Any:
+    """Real training images drawn at random (seeded), as many per class as the set stores,
+    at full size: the same storage in pixels. They come from the training images the set
+    was distilled from (without its validation split, if it had one)."""
+    import torch
+
+    from dream_cl.artifact import ImageSet
+    from dream_cl.coreset import select_coreset
+    from dream_cl.data import ValidationSpec, load_splits
+
+    counts = torch.bincount(image_set.labels, minlength=image_set.info.num_classes).tolist()
+    if len(set(counts)) != 1:
+        raise UserError(
+            "--baselines needs the same number of stored images in every class; this set "
+            f"stores {min(counts)} to {max(counts)}"
+        )
+    run_cfg = _run_config(image_set)
+    spec = ValidationSpec(float(run_cfg.get("val_fraction", 0.0)), int(run_cfg.get("val_seed", 0)))
+    train, _, _ = load_splits(
+        image_set.info.name, request.data_root, spec, download=request.download
+    )
+    chosen = select_coreset(train, "random", counts[0], seed=request.seed)
+    # the set's own normalisation: the pixels are raw, the recipe is the set's
+    return ImageSet(chosen.images, chosen.labels, image_set.info, factor=1, method="random-real")
+
+
+def baseline_scores(
+    request: EvaluateRequest, image_set: Any, cfg: Any, result: Any, evaluate: Any
+) -> dict[str, Any]:
+    """What the distillation adds over real images of the same storage, and what the
+    recipe's augmentation carries: both trained with the set's recipe and seeds."""
+    random_real = evaluate(random_real_like(request, image_set), cfg)
+    plain = dataclasses.replace(cfg, dsa_strategy="none", cutmix_p=0.0, dc_augment="none")
+    no_aug = evaluate(image_set, plain)
+    return {
+        "random_real": random_real.to_dict() | {"stored_images": image_set.num_stored},
+        "no_augmentation": no_aug.to_dict(),
+        "gain_over_random_real": result.mean - random_real.mean,
+        "gain_from_augmentation": result.mean - no_aug.mean,
+    }
