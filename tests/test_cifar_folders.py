@@ -147,3 +147,38 @@ def test_the_real_cifar10_jpeg_tar(cache) -> None:
     assert torch.allclose(mean, torch.tensor(train.info.mean), atol=0.01)  # CIFAR-10's stats
     again, _ = load_train_test("cifar10", SHARED_TAR.parent)
     assert torch.equal(again.images, train.images)
+
+
+@pytest.mark.parametrize(("name", "folder"), [("cifar100", "cifar100-jpeg"), ("svhn", "svhn-jpeg")])
+def test_cifar100_and_svhn_read_from_class_folders_and_their_tar(
+    tmp_path: Path, cache, name: str, folder: str
+) -> None:
+    """#31 item 5: the same class-folder and tar layouts as CIFAR-10."""
+    import tarfile
+
+    from fakedata import write_cifar100, write_image_folder, write_svhn
+
+    from dream_cl.data import DATASETS
+    from dream_cl.data.cifar import CIFAR100_CLASSES
+    from dream_cl.data.svhn import SVHN_CLASSES
+
+    classes = CIFAR100_CLASSES if name == "cifar100" else SVHN_CLASSES
+    folders, tars = tmp_path / "f", tmp_path / "t"
+    write_image_folder(folders / folder, classes, per_class=1, size=32, split_dirs=True,
+                       per_class_test=1)  # fmt: skip
+    tars.mkdir()
+    with tarfile.open(tars / f"{folder}.tar", "w") as tar:
+        tar.add(folders / folder, arcname=folder)
+    spec = DATASETS[name]
+    assert spec.found_as(folders) == "class folders (PNG/JPEG)"
+    assert spec.found_as(tars) == "a tar of class folders (PNG/JPEG)"
+    train, test = load_train_test(name, folders)
+    from_tar = load_train_test(name, tars)
+    assert train.info.class_names == classes and train.info.name == name
+    assert train.class_counts() == [1] * len(classes) == test.class_counts()
+    assert torch.equal(from_tar[0].images, train.images)
+    assert torch.equal(from_tar[1].images, test.images)
+    # the official files win when both are there
+    (write_cifar100 if name == "cifar100" else write_svhn)(folders)
+    assert spec.found_as(folders).startswith("official")
+    assert load_train_test(name, folders)[0].images.shape[0] != train.images.shape[0]

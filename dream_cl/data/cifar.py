@@ -1,15 +1,15 @@
-"""CIFAR-10 and CIFAR-100 from the official python-pickle layout; CIFAR-10 also from class
-folders.
+"""CIFAR-10 and CIFAR-100 from the official python-pickle layout, or from class folders.
 
 Layout: ``root/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`` and
 ``root/cifar-100-python/{train,test,meta}`` (fine labels), exactly what the official tarballs
-(and torchvision's download) unpack to. CIFAR-10 is also read from the common class-folder
-layout, ``train/<class>/*`` and ``test/<class>/*`` (PNG or JPEG, the ten CIFAR-10 class
-names), as a folder ``root/cifar10-jpeg`` (or ``cifar10``, ``cifar-10``) or straight from
-a tar file of it (``root/cifar10-jpeg.tar``, ...). The pickles come first when both are
-there; decoded folders are cached (:mod:`dream_cl.data.imagecache`). We do not read through
-torchvision's class: it md5-checks every file. Pickles can run arbitrary code, so they are read with
-:class:`RestrictedUnpickler`, which only rebuilds numpy arrays and plain containers.
+(and torchvision's download) unpack to. Both are also read from the common class-folder
+layout (:mod:`dream_cl.data.classfolders`): ``train/<class>/*`` and ``test/<class>/*`` (PNG or
+JPEG, the dataset's class names) as a folder ``root/cifar10-jpeg`` (or ``cifar10``,
+``cifar-10``; ``cifar100-jpeg``, ``cifar100``, ``cifar-100``) or straight from a tar of it
+(``root/cifar10-jpeg.tar``, ...). The pickles come first when both are there. We do not read
+through torchvision's class: it md5-checks every file. Pickles can run arbitrary code, so they
+are read with :class:`RestrictedUnpickler`, which only rebuilds numpy arrays and plain
+containers.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from dream_cl.data._common import check_labels, decode_images, decode_tar_members, malformed
+from dream_cl.data._common import check_labels, malformed
 from dream_cl.data.base import DatasetInfo, DatasetSplit
+from dream_cl.data.classfolders import ClassFolders, WithFolders
 from dream_cl.data.spec import DatasetSpec, Options, Required
-from dream_cl.errors import UserError
 
 # (module, name) pairs the CIFAR pickles reference; numpy 2 moved numpy.core to numpy._core.
 _ALLOWED_GLOBALS = frozenset(
@@ -170,7 +170,6 @@ CIFAR10_CLASSES = (
 )  # fmt: skip
 CIFAR10_FOLDERS = ("cifar10-jpeg", "cifar10", "cifar-10")
 """Names under the data root searched for the class-folder layout, as a folder or NAME.tar."""
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 _read_cifar10_pickles = partial(
     _read,
@@ -186,147 +185,74 @@ _read_cifar10_pickles = partial(
 )
 
 
+CIFAR100_FOLDERS = ("cifar100-jpeg", "cifar100", "cifar-100")
+# CIFAR-100's fine classes in label order, as its meta file lists them
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
+    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
+    "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox",
+    "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
+    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
+    "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
+    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank",
+    "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle",
+    "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+)  # fmt: skip
+
+
+def _complete(folder: str, names: tuple[str, ...], root: Path) -> bool:
+    return all((root / folder / n).is_file() for n in names)
+
+
+_C10 = WithFolders(
+    ClassFolders("cifar10", CIFAR10_FOLDERS, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD),
+    CIFAR10_DIR,
+    partial(_complete, CIFAR10_DIR, (*_CIFAR10_TRAIN, "test_batch", "batches.meta")),
+    partial(_required, CIFAR10_DIR, _CIFAR10_TRAIN, "test_batch", "batches.meta"),
+    _read_cifar10_pickles,
+    "official python pickles",
+)
+_read_cifar100_pickles = partial(
+    _read,
+    CIFAR100_DIR,
+    "cifar100",
+    ("train",),
+    "test",
+    "meta",
+    "fine_label_names",
+    "fine_labels",
+    # IDC/DREAM normalise CIFAR-100 with CIFAR-10's statistics (MEANS['cifar100'] =
+    # MEANS['cifar']); VICO's DC/DSA/DM use CIFAR-100's own. DREAM is the reference.
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+)
+_C100 = WithFolders(
+    ClassFolders("cifar100", CIFAR100_FOLDERS, CIFAR100_CLASSES, CIFAR10_MEAN, CIFAR10_STD),
+    CIFAR100_DIR,
+    partial(_complete, CIFAR100_DIR, ("train", "test", "meta")),
+    partial(_required, CIFAR100_DIR, ("train",), "test", "meta"),
+    _read_cifar100_pickles,
+    "official python pickles",
+)
+
+
 def cifar10_source(root: Path) -> tuple[str, Path] | None:
     """Which CIFAR-10 copy is under ``root``: ("pickles" | "folder" | "tar", path), the
     complete official pickles first; None when there is none."""
-    pickles = root / CIFAR10_DIR
-    if all((pickles / n).is_file() for n in (*_CIFAR10_TRAIN, "test_batch", "batches.meta")):
-        return "pickles", pickles
-    for name in CIFAR10_FOLDERS:
-        if (root / name / "train").is_dir() and (root / name / "test").is_dir():
-            return "folder", root / name
-    for name in CIFAR10_FOLDERS:
-        if (root / f"{name}.tar").is_file():
-            return "tar", root / f"{name}.tar"
-    return None
+    found = _C10.source(root)
+    if found is not None and found[0] == "official":
+        return "pickles", found[1]
+    return found
 
 
-_SOURCE_WORDS = {
-    "pickles": "official python pickles",
-    "folder": "class folders (PNG/JPEG)",
-    "tar": "a tar of class folders (PNG/JPEG)",
-}
-
-
-def _cifar10_locate(root: Path, opts: Options) -> Path:
-    found = cifar10_source(root)
-    return found[1] if found else root / CIFAR10_DIR
-
-
-def _cifar10_describe(root: Path, opts: Options) -> str:
-    found = cifar10_source(root)
-    return _SOURCE_WORDS[found[0]] if found else ""
-
-
-def _cifar10_required(root: Path, opts: Options, train: bool) -> Required:
-    """Each official file, or any class-folder copy (a folder with train/ and test/, or a
-    tar), satisfies the check; the pickle path is named when nothing is there."""
-    names = (*_CIFAR10_TRAIN, "batches.meta") if train else ("test_batch", "batches.meta")
-    split = "train" if train else "test"
-    others = (
-        *(root / f / split for f in CIFAR10_FOLDERS),
-        *(root / f"{f}.tar" for f in CIFAR10_FOLDERS),
+def _folders_how(folders: tuple[str, ...]) -> str:
+    return (
+        f"or put class folders at <root>/{folders[0]}/{{train,test}}/<class>/ (or their tar at "
+        f"<root>/{folders[0]}.tar)"
     )
-    return tuple((root / CIFAR10_DIR / n, *others) for n in names)
-
-
-def _folder_listing(names: list[str], where: str) -> tuple[list[str], list[int]]:
-    """(relative file names, labels) of one split from ``<class>/<file>`` names, sorted by
-    class (CIFAR-10's order) then file name; a missing class, an unknown folder or a file
-    that is not an image is a one-line error naming it."""
-    by_class: dict[str, list[str]] = {c: [] for c in CIFAR10_CLASSES}
-    for name in names:
-        parts = name.split("/")
-        if any(part.startswith(".") for part in parts):
-            continue  # hidden files (.DS_Store, ...)
-        if len(parts) != 2 or parts[0] not in by_class:
-            raise UserError(
-                f"cifar10: {where}/{name} is not <class>/<image> with a CIFAR-10 class "
-                f"({', '.join(CIFAR10_CLASSES)}); remove it"
-            )
-        if Path(parts[1]).suffix.lower() not in _IMAGE_SUFFIXES:
-            raise UserError(f"cifar10: {where}/{name} is not a PNG or JPEG image; remove it")
-        by_class[parts[0]].append(name)
-    empty = [c for c, files in by_class.items() if not files]
-    if empty:
-        raise UserError(
-            f"cifar10: no images in {where}/{empty[0]}; the class-folder layout needs a "
-            "folder of images for each CIFAR-10 class under train/ and test/"
-        )
-    files, labels = [], []
-    for label, c in enumerate(CIFAR10_CLASSES):
-        chosen = sorted(by_class[c])
-        files += chosen
-        labels += [label] * len(chosen)
-    return files, labels
-
-
-def _split_from(images: torch.Tensor, labels: list[int]) -> DatasetSplit:
-    info = DatasetInfo("cifar10", 3, 32, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD)
-    return DatasetSplit(images, torch.tensor(labels, dtype=torch.int64), info)
-
-
-def _read_cifar10_folder(base: Path, train: bool) -> DatasetSplit:
-    split = base / ("train" if train else "test")
-    names = []
-    for sub in sorted(split.iterdir()):
-        if sub.name.startswith("."):
-            continue
-        if not sub.is_dir():
-            raise UserError(f"cifar10: {sub} is not a class folder; remove it")
-        names += [f"{sub.name}/{f.name}" for f in sorted(sub.iterdir()) if f.is_file()]
-    files, labels = _folder_listing(names, str(split))
-    images = decode_images([split / f for f in files], 32, downloadable=False)
-    return _split_from(images, labels)
-
-
-def _tar_listing(archive: Path) -> dict[str, dict[str, str]]:
-    """Per split (``train``/``test``): image name relative to the split folder -> member."""
-    import tarfile
-
-    splits: dict[str, dict[str, str]] = {"train": {}, "test": {}}
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                parts = info.name.split("/")
-                for i, part in enumerate(parts[:-2]):
-                    if part in splits:
-                        splits[part]["/".join(parts[i + 1 :])] = info.name
-                        break
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise malformed(archive, exc, downloadable=False) from None
-    return splits
-
-
-def _read_cifar10_tar(
-    archive: Path, splits: dict[str, dict[str, str]], train: bool
-) -> DatasetSplit:
-    key = "train" if train else "test"
-    members = splits[key]
-    if not members:
-        raise malformed(archive, f"no {key}/<class>/<image> members", downloadable=False)
-    files, labels = _folder_listing(list(members), f"{archive}:{key}")
-    images = decode_tar_members(archive, [members[f] for f in files], 32)
-    return _split_from(images, labels)
-
-
-def _cifar10_read(root: Path, train: bool, opts: Options) -> DatasetSplit:
-    kind, path = cifar10_source(root) or ("pickles", root / CIFAR10_DIR)
-    if kind == "pickles":
-        return _read_cifar10_pickles(root, train, opts)
-    if kind == "folder":
-        return _read_cifar10_folder(path, train)
-    return _read_cifar10_tar(path, _tar_listing(path), train)
-
-
-def _cifar10_pair(root: Path, opts: Options) -> tuple[DatasetSplit, DatasetSplit]:
-    kind, path = cifar10_source(root) or ("pickles", root / CIFAR10_DIR)
-    if kind != "tar":
-        return _cifar10_read(root, True, opts), _cifar10_read(root, False, opts)
-    splits = _tar_listing(path)  # one pass over the archive for both splits
-    return _read_cifar10_tar(path, splits, True), _read_cifar10_tar(path, splits, False)
 
 
 CIFAR10 = DatasetSpec(
@@ -335,15 +261,14 @@ CIFAR10 = DatasetSpec(
     how_to_get=(
         "pass --download, or unpack the official python version (cifar-10-python.tar.gz from "
         f"https://www.cs.toronto.edu/~kriz/cifar.html) so that <root>/{CIFAR10_DIR} exists, "
-        f"or put class folders at <root>/{CIFAR10_FOLDERS[0]}/{{train,test}}/<class>/ (or "
-        f"their tar at <root>/{CIFAR10_FOLDERS[0]}.tar)"
+        + _folders_how(CIFAR10_FOLDERS)
     ),
-    locate=_cifar10_locate,
-    required=_cifar10_required,
-    reader=_cifar10_read,
+    locate=_C10.locate,
+    required=_C10.required,
+    reader=_C10.read,
     downloader=partial(_download, "CIFAR10"),
-    pair_reader=_cifar10_pair,
-    describe=_cifar10_describe,
+    pair_reader=_C10.pair,
+    describe=_C10.describe,
 )
 
 CIFAR100 = DatasetSpec(
@@ -351,23 +276,13 @@ CIFAR100 = DatasetSpec(
     description="CIFAR-100 natural images, 3x32x32, 100 fine classes, 50000/10000",
     how_to_get=(
         "pass --download, or unpack the official python version (cifar-100-python.tar.gz from "
-        f"https://www.cs.toronto.edu/~kriz/cifar.html) so that <root>/{CIFAR100_DIR} exists"
+        f"https://www.cs.toronto.edu/~kriz/cifar.html) so that <root>/{CIFAR100_DIR} exists, "
+        + _folders_how(CIFAR100_FOLDERS)
     ),
-    locate=partial(_locate, CIFAR100_DIR),
-    required=partial(_required, CIFAR100_DIR, ("train",), "test", "meta"),
-    reader=partial(
-        _read,
-        CIFAR100_DIR,
-        "cifar100",
-        ("train",),
-        "test",
-        "meta",
-        "fine_label_names",
-        "fine_labels",
-        # IDC/DREAM normalise CIFAR-100 with CIFAR-10's statistics (MEANS['cifar100'] =
-        # MEANS['cifar']); VICO's DC/DSA/DM use CIFAR-100's own. DREAM is the reference.
-        CIFAR10_MEAN,
-        CIFAR10_STD,
-    ),
+    locate=_C100.locate,
+    required=_C100.required,
+    reader=_C100.read,
     downloader=partial(_download, "CIFAR100"),
+    pair_reader=_C100.pair,
+    describe=_C100.describe,
 )

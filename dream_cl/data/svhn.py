@@ -3,7 +3,9 @@
 Layout: ``root/train_32x32.mat`` and ``root/test_32x32.mat`` directly in the data root, which is
 where torchvision's ``SVHN(root, download=True)`` puts them, so downloading and placing the
 files by hand agree. ``X`` is (32, 32, 3, N) uint8; ``y`` uses 10 for the digit 0, mapped to 0.
-The ``extra`` split is not used.
+The ``extra`` split is not used. SVHN is also read from class folders ``0``..``9``
+(:mod:`dream_cl.data.classfolders`): ``root/svhn-jpeg/{train,test}/<digit>/*`` (or ``svhn``),
+or its tar ``root/svhn-jpeg.tar``; the MATLAB files come first when both are there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 
 from dream_cl.data._common import malformed
 from dream_cl.data.base import DatasetInfo, DatasetSplit
+from dream_cl.data.classfolders import ClassFolders, WithFolders
 from dream_cl.data.spec import DatasetSpec, Options, Required
 
 SVHN_CLASSES = tuple(str(d) for d in range(10))
@@ -63,12 +66,19 @@ def _read(root: Path, train: bool, opts: Options) -> DatasetSplit:
     return DatasetSplit(torch.from_numpy(out), labels, info)
 
 
-def _locate(root: Path, opts: Options) -> Path:
-    return root
-
-
 def _required(root: Path, opts: Options, train: bool) -> Required:
     return ((svhn_file(root, train),),)
+
+
+SVHN_FOLDERS = ("svhn-jpeg", "svhn")
+_FOLDERS = WithFolders(
+    ClassFolders("svhn", SVHN_FOLDERS, SVHN_CLASSES, SVHN_MEAN, SVHN_STD),
+    lambda root: root,  # the .mat files lie directly in the data root
+    lambda root: svhn_file(root, True).is_file() and svhn_file(root, False).is_file(),
+    _required,
+    _read,
+    "official MATLAB files",
+)
 
 
 def _download(root: Path, train: bool) -> None:
@@ -82,10 +92,14 @@ SVHN = DatasetSpec(
     description="SVHN street-view house-number digits, 3x32x32, 10 classes, 73257/26032",
     how_to_get=(
         "pass --download, or place train_32x32.mat and test_32x32.mat (from "
-        "http://ufldl.stanford.edu/housenumbers/) directly in the data root"
+        "http://ufldl.stanford.edu/housenumbers/) directly in <root>, or put class folders "
+        f"at <root>/{SVHN_FOLDERS[0]}/{{train,test}}/<digit>/ (or their tar at "
+        f"<root>/{SVHN_FOLDERS[0]}.tar)"
     ),
-    locate=_locate,
-    required=_required,
-    reader=_read,
+    locate=_FOLDERS.locate,
+    required=_FOLDERS.required,
+    reader=_FOLDERS.read,
     downloader=_download,
+    pair_reader=_FOLDERS.pair,
+    describe=_FOLDERS.describe,
 )
