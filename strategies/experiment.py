@@ -39,6 +39,7 @@ from dream_cl.cost import CostMeter
 from dream_cl.data import check_out_outside_data, load_train_test
 from dream_cl.distributed import DistEnv, agree, broadcast_object
 from dream_cl.errors import UserError
+from dream_cl.logs import LogOptions
 from dream_cl.progress import NullProgress, Progress, notify
 from dream_cl.runfolder import CONFIG_FILE, claim
 from dream_cl.runfolder import record as run_folder_record
@@ -85,14 +86,6 @@ class RunPlan:
     data_root: str = "data"
     notes: list[str] = field(default_factory=list)
     """What :func:`prepare_run` decided about the folder (a resumed or restarted run)."""
-
-
-@dataclass(frozen=True)
-class LogOptions:
-    """Avalanche's loggers beside the text and CSV ones (rank 0 only)."""
-
-    interactive: bool = False
-    tensorboard: bool = False
 
 
 @dataclass(frozen=True)
@@ -333,6 +326,9 @@ def _strategy(
             order.order_dir / "logs" / f"from-step{start.done}" if main else None,
             interactive=log.interactive and main,
             tensorboard=log.tensorboard,
+            wandb=log.wandb if main else None,
+            run_name=f"{order.order_dir.parent.name}-order{order.seed}",
+            config=cfg.to_dict(),
         )
     strategy = DistilledReplay(
         model=start.model,
@@ -466,6 +462,7 @@ def execute_run(
     progress: Progress | None = None,
     interactive: bool = False,
     tensorboard: bool = False,
+    wandb: str | None = None,
     meter: CostMeter | None = None,
 ) -> dict[str, Any]:
     """Run every class order of ``plan``; writes the layout in the module docstring.
@@ -480,7 +477,7 @@ def execute_run(
         atomic_write_json(
             {**run_record(cfg, plan.data_root), "provenance": _provenance()}, out / CONFIG_FILE
         )
-    log = LogOptions(interactive=interactive, tensorboard=tensorboard)
+    log = LogOptions(interactive=interactive, tensorboard=tensorboard, wandb=wandb)
     per_order = [
         run_order(cfg, scenario, out / f"order{seed}", seed, progress=progress, log=log)
         for seed, scenario in zip(cfg.order_seeds(), plan.scenarios, strict=True)
@@ -559,6 +556,7 @@ def compare(
     download: bool = False,
     progress: Progress | None = None,
     dataset_options: dict[str, Any] | None = None,
+    log: LogOptions | None = None,
 ) -> dict[str, Any]:
     """Run each memory method with the same stored budget, regime, model and class orders.
 
@@ -590,7 +588,13 @@ def compare(
     main = DistEnv.current().is_main
     if main:
         atomic_write_json(top, out / CONFIG_FILE)
-    results = {plan.cfg.memory: execute_run(plan, progress=progress) for plan in plans}
+    log = log or LogOptions()
+    results = {
+        plan.cfg.memory: execute_run(
+            plan, progress=progress, tensorboard=log.tensorboard, wandb=log.wandb
+        )
+        for plan in plans
+    }
     name = plans[0].scenarios[0].name
     record = comparison_record(name, memories, cfgs[0].ipc, results)
     if main:

@@ -24,6 +24,7 @@ from dream_cl.strategies.plugins import DistilledReplayPlugin, ModelFactory
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
+    from avalanche.logging import BaseLogger
     from avalanche.training.plugins.evaluation import default_evaluator
     from avalanche.training.templates import SupervisedTemplate
 
@@ -119,11 +120,14 @@ def make_evaluator(
     text: bool = True,
     csv: bool = True,
     tensorboard: bool = False,
+    wandb: str | None = None,
+    run_name: str = "dream-cl",
+    config: dict[str, Any] | None = None,
 ) -> tuple[Any, list[Any]]:
     """Avalanche's ``EvaluationPlugin`` with accuracy (per experience and stream), forgetting
     and epoch loss, and its loggers: interactive (stdout), text (``log.txt``), CSV and,
-    optionally, TensorBoard, all under ``log_dir``. Returns (plugin, loggers); close the
-    loggers' files with :func:`close_loggers`.
+    optionally, TensorBoard and Weights & Biases (project ``wandb``), all under ``log_dir``.
+    Returns (plugin, loggers); close the loggers' files with :func:`close_loggers`.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -149,6 +153,8 @@ def make_evaluator(
             from avalanche.logging import TensorboardLogger
 
             loggers.append(TensorboardLogger(tb_log_dir=str(log_dir / "tensorboard")))
+        if wandb:
+            loggers.append(WandBScalars(wandb, run_name, config or {}, log_dir))
     plugin = EvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         forgetting_metrics(experience=True, stream=True),
@@ -156,6 +162,29 @@ def make_evaluator(
         loggers=loggers,
     )
     return plugin, loggers
+
+
+class WandBScalars(BaseLogger):
+    """Avalanche's metric values (the scalars) to a Weights & Biases run under ``folder``.
+    Avalanche 0.6's own ``WandBLogger`` calls wandb APIs that current wandb releases no
+    longer have (``wandb.util.generate_id``, ``wandb.viz``)."""
+
+    def __init__(self, project: str, run_name: str, config: dict[str, Any], folder: Path):
+        super().__init__()
+        import wandb
+
+        self.run = wandb.init(
+            project=project, name=run_name, config=config, dir=str(folder), reinit=True
+        )
+
+    def log_single_metric(self, name: str, value: Any, x_plot: int) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            self.run.log({name: float(value), "x": x_plot})
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
 
 
 def close_loggers(loggers: list[Any]) -> None:

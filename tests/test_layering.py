@@ -21,6 +21,7 @@ LAYERS = {
     # helpers with no knowledge of data, models or distillation
     "dream_cl.errors": 0,
     "dream_cl.cost": 0,
+    "dream_cl.logs": 0,
     "dream_cl.settings": 0,
     "dream_cl.utils": 0,
     "dream_cl.progress": 0,

@@ -103,10 +103,15 @@ _SHARED: dict[str, Any] = {
     "download": Download,
     "device": Annotated[str | None, Opt(help="auto (CUDA when present), cpu or cuda.")],
     "seed": Annotated[int | None, Opt(help="Random seed (0).")],
+    "tensorboard": Annotated[bool, Opt(help="Also log to TensorBoard (OUT/.../logs/).")],
+    "wandb": Annotated[
+        str | None,
+        Opt(help="Also log to this Weights & Biases project (WANDB_MODE=offline: to disk)."),
+    ],
     "quiet": Quiet,
     "nproc": Nproc,
 }
-_FALSE_BY_DEFAULT = ("distill_compile", "resume", "download", "quiet")
+_FALSE_BY_DEFAULT = ("distill_compile", "resume", "download", "quiet", "tensorboard")
 
 
 def _signature(own: dict[str, tuple[Any, Any]]) -> inspect.Signature:
@@ -200,6 +205,12 @@ def continual_request(o: dict[str, Any], device: str) -> Any:
     return request
 
 
+def _log_options(o: dict[str, Any], interactive: bool = False) -> Any:
+    from dream_cl.logs import LogOptions
+
+    return LogOptions(interactive=interactive, tensorboard=o["tensorboard"], wandb=o["wandb"])
+
+
 def _start(o: dict[str, Any]) -> tuple[Any, Any]:
     """The request, this process's place in the job, and its device (a saved run's unless
     --device is given)."""
@@ -222,7 +233,6 @@ def _start(o: dict[str, Any]) -> tuple[Any, Any]:
         Annotated[Path | None, Opt(help="Output folder (default runs/SCENARIO-MEMORY-REGIME).")],
         None,
     ),
-    tensorboard=(Annotated[bool, Opt(help="Also log to TensorBoard.")], False),
     interactive=(
         Annotated[bool, Opt(help="Avalanche's InteractiveLogger instead of progress bars.")],
         False,
@@ -239,8 +249,7 @@ def run(**options: Any) -> None:
         request,
         quiet=options["quiet"],
         env=env,
-        interactive=options["interactive"],
-        tensorboard=options["tensorboard"],
+        log=_log_options(options, interactive=options["interactive"]),
     )
     for line in summary_lines(results, target):
         typer.echo(line)
@@ -262,7 +271,9 @@ def compare(**options: Any) -> None:
     t0 = time.perf_counter()
     env, request = _start(options)
     methods = [m.strip() for m in options["memories"].split(",") if m.strip()]
-    record, target = compare_continual(request, methods, quiet=options["quiet"], env=env)
+    record, target = compare_continual(
+        request, methods, quiet=options["quiet"], env=env, log=_log_options(options)
+    )
     if not env.is_main:
         return
     for line in comparison_lines(record, target):

@@ -95,6 +95,13 @@ def distill(
     config: Annotated[Path | None, config_option("distill")] = None,
     out: Annotated[Path, Opt(help="Output folder.")] = Path("runs/distill"),
     resume: Annotated[bool, Opt(help="Continue the run in --out.")] = False,
+    tensorboard: Annotated[
+        bool, Opt(help="Also log every iteration to TensorBoard (OUT/tensorboard/).")
+    ] = False,
+    wandb: Annotated[
+        str | None,
+        Opt(help="Also log to this Weights & Biases project (WANDB_MODE=offline: to disk)."),
+    ] = None,
     data_root: DataRoot = None,
     download: Download = False,
     device: Annotated[str | None, Opt(help="auto (CUDA when present), cpu or cuda.")] = None,
@@ -107,12 +114,14 @@ def distill(
     options = dict(locals())
     from dream_cl.jobs.distill import distill_dataset, summary_lines
     from dream_cl.jobs.process import join_processes, set_threads
+    from dream_cl.logs import LogOptions
 
     flags = given(**{k: v for k, v in options.items() if k in _CONFIG_FIELDS})
     if not compile:  # a switch: off means "as the preset or saved run says"
         flags.pop("compile")
     request = _request(config, flags | parse_settings(DistillConfig, settings), data_root)
-    request = dataclasses.replace(request, out=out, resume=resume, download=download)
+    log = LogOptions(tensorboard=tensorboard, wandb=wandb)
+    request = dataclasses.replace(request, out=out, resume=resume, download=download, log=log)
     env, local = join_processes(nproc, request.overrides.get("device", "auto"))
     request = dataclasses.replace(request, overrides={**request.overrides, "device": local})
     set_threads(threads, request.dataset)

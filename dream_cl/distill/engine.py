@@ -46,6 +46,7 @@ from dream_cl.distributed import (
     comm_device,
 )
 from dream_cl.errors import UserError
+from dream_cl.logs import IterationLog, LogOptions
 from dream_cl.progress import NullProgress, Progress, notify
 from dream_cl.protocol import distillation as distillation_protocol
 from dream_cl.runfolder import CONFIG_FILE, claim, record
@@ -57,6 +58,8 @@ from dream_cl.utils import (
 )
 
 CHECKPOINT_FILE = "checkpoint.pt"
+LOGGED_PHASES = ("clustering", "matching", "network_update", "evaluation", "checkpoint")
+"""The timer's phases each row of ``iterations.csv`` gives the seconds of."""
 TIMING_FILE = "timing.json"
 """Wall-clock seconds at the checkpoint (kept apart: equal runs write equal checkpoints)."""
 # settings that may differ between a run and its resumption without changing the result
@@ -421,6 +424,8 @@ class DistillRun:
     """The iteration of the newest checkpoint in ``out_dir`` (None: none yet)."""
     meter: CostMeter | None = None
     """What this call costs (started by the caller, to include its data loading)."""
+    logs: IterationLog | None = None
+    """The per-iteration log (rank 0, with an output folder)."""
 
     @property
     def state(self) -> RunState:
@@ -447,6 +452,7 @@ class DistillRun:
         env: DistEnv,
         data: dict[str, Any] | None,
         meter: CostMeter | None = None,
+        log: LogOptions | None = None,
     ) -> DistillRun:
         """Check the inputs and the folder, then build the run fresh or from its checkpoint."""
         cfg.validate()
@@ -514,7 +520,10 @@ class DistillRun:
             atomic_write_json(run_record(cfg, data), out_dir / CONFIG_FILE)
         saved_at = state.iteration if saved is not None else None
         meter = meter or CostMeter.start(device)
-        return cls(env, progress, out_dir, ctx, test, data, started, saved_at, meter)
+        logs = None
+        if out_dir is not None and env.is_main:
+            logs = IterationLog(out_dir, log or LogOptions(), cfg.to_dict(), out_dir.name)
+        return cls(env, progress, out_dir, ctx, test, data, started, saved_at, meter, logs)
 
     def evaluate(self, iteration: int) -> None:
         """Train the evaluation models on the current set and record their accuracy
@@ -595,7 +604,21 @@ class DistillRun:
         on_cpu = self.device.type == "cpu" and self.env.is_main
         pace = PaceNote.for_run(cfg, cfg.iterations - start, progress, on_cpu)
         self.ctx.hooks.register("inner", pace.inner_step)
+        if self.logs is not None:
+            self.logs.start(start)
+        try:
+            self._iterations(step, start, stop_after, pace)
+        finally:
+            if self.logs is not None:
+                self.logs.close()
+        progress.finish("distill")
+
+    def _iterations(
+        self, step: OuterStep, start: int, stop_after: int | None, pace: PaceNote
+    ) -> None:
+        cfg, state, progress = self.cfg, self.state, self.progress
         for it in range(start, cfg.iterations):
+            before = dict(state.timer.seconds)
             loss = step(self.ctx, it)
             self.check_finite(it + 1, loss)
             state.losses.append(loss)
@@ -610,9 +633,25 @@ class DistillRun:
             if state.evals:
                 metrics["acc"] = state.evals[-1]["mean"]
             progress.advance("distill", 1, **metrics)
+            self._log_iteration(done, loss, before)
             if stopping and done < cfg.iterations:
                 break
-        progress.finish("distill")
+
+    def _log_iteration(self, done: int, loss: float, before: dict[str, float]) -> None:
+        """The iteration's row: loss, the evaluation made at it, each phase's seconds."""
+        if self.logs is None:
+            return
+        evals = self.state.evals
+        now = self.state.timer.seconds
+        values: dict[str, float | None] = {
+            "loss": loss,
+            "eval_accuracy": evals[-1]["mean"]
+            if evals and evals[-1]["iteration"] == done
+            else None,
+        }
+        for key in LOGGED_PHASES:
+            values[f"seconds_{key}"] = now.get(key, 0.0) - before.get(key, 0.0)
+        self.logs.log(done, values)
 
     def metrics(self, image_set: ImageSet) -> dict[str, Any]:
         """``metrics.json``: the loss curve, the evaluations, and where the time went."""
@@ -678,6 +717,7 @@ def distill(
     env: DistEnv | None = None,
     data: dict[str, Any] | None = None,
     meter: CostMeter | None = None,
+    log: LogOptions | None = None,
 ) -> DistillResult:
     """Run DREAM (or a baseline) on ``train``; evaluate on ``test`` every ``eval_every``.
 
@@ -704,6 +744,7 @@ def distill(
         env=env or DistEnv.current(),
         data=data,
         meter=meter,
+        log=log,
     )
     run.run(stop_after)
     return run.finish()

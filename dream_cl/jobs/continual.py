@@ -12,6 +12,7 @@ from dream_cl.cost import CostMeter
 from dream_cl.distributed import DistEnv
 from dream_cl.errors import UserError
 from dream_cl.jobs.process import progress_for
+from dream_cl.logs import LogOptions
 from dream_cl.protocol.distillation import long_run_note
 from dream_cl.runfolder import claimed
 from dream_cl.settings import changes_from, read_config_file
@@ -108,8 +109,7 @@ def run_continual(
     *,
     quiet: bool = True,
     env: DistEnv | None = None,
-    interactive: bool = False,
-    tensorboard: bool = False,
+    log: LogOptions | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run every class order of the request; returns (results, run folder)."""
     from dream_cl.strategies import execute_run, prepare_run
@@ -128,12 +128,14 @@ def run_continual(
             download=request.download,
         )
         hint = long_run_note(cfg.preset, cfg.device)
-        with progress_for(quiet or interactive, env, long_run=hint) as progress:
+        log = log or LogOptions()
+        with progress_for(quiet or log.interactive, env, long_run=hint) as progress:
             results = execute_run(
                 plan,
                 progress=progress,
-                interactive=interactive,
-                tensorboard=tensorboard,
+                interactive=log.interactive,
+                tensorboard=log.tensorboard,
+                wandb=log.wandb,
                 meter=meter,
             )
     return results, target
@@ -145,6 +147,7 @@ def compare_continual(
     *,
     quiet: bool = True,
     env: DistEnv | None = None,
+    log: LogOptions | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run each memory method with one budget and class order; returns (record, folder)."""
     from dream_cl.strategies import compare
@@ -167,5 +170,6 @@ def compare_continual(
             resume=request.resume,
             download=request.download,
             progress=progress,
+            log=log,
         )
     return record, target

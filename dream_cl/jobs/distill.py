@@ -13,6 +13,7 @@ from dream_cl.distill.config import DistillConfig, resolve_config
 from dream_cl.distill.engine import DistillResult
 from dream_cl.distributed import DistEnv
 from dream_cl.jobs.process import progress_for
+from dream_cl.logs import LogOptions
 from dream_cl.protocol.distillation import long_run_note
 from dream_cl.runfolder import claimed
 from dream_cl.settings import changes_from, read_config_file
@@ -37,6 +38,8 @@ class DistillRequest:
     data_root: Path = Path("data")
     resume: bool = False
     download: bool = False
+    log: LogOptions = field(default_factory=LogOptions)
+    """Loggers beside ``OUT/iterations.csv`` (TensorBoard, W&B)."""
 
     def config(self, image_size: int) -> DistillConfig:
         """The resolved, validated configuration (a bad value is one line)."""
@@ -103,6 +106,7 @@ def distill_dataset(
                 progress=progress,
                 data={"data_root": str(request.data_root)},
                 meter=meter,
+                log=request.log,
             )
 
 
