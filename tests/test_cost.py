@@ -37,6 +37,7 @@ def _check(cost: dict, where: str) -> None:
     assert cost["cpu_model"] and cost["processes"] == 1, where
 
 
+@pytest.mark.slow
 def test_every_command_records_its_cost_and_says_it(tmp_path: Path) -> None:
     runner = CliRunner()
 
@@ -59,6 +60,7 @@ def test_every_command_records_its_cost_and_says_it(tmp_path: Path) -> None:
     _check(json.loads((tmp_path / "r" / "results.json").read_text())["cost"], "run")
 
 
+@pytest.mark.slow
 def test_evaluate_baselines_use_the_same_recipe_and_seeds_and_report_the_gaps(
     tmp_path: Path,
 ) -> None:
