@@ -12,7 +12,6 @@ to what the earlier key (names, sizes and modification times only) cost.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import tarfile
@@ -33,9 +32,10 @@ def _seconds(fn) -> float:
 
 
 def _hash_files(paths: list[Path]) -> None:
+    from dream_cl.data.imagecache import _file_digest
+
     for p in paths:
-        with p.open("rb") as f:
-            hashlib.file_digest(f, "sha256")
+        _file_digest(p)
 
 
 def measure(root: Path, cache: Path) -> dict[str, Any]:

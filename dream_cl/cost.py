@@ -79,9 +79,11 @@ class CostMeter:
     cpu_start: float
 
     @classmethod
-    def start(cls, device: torch.device | str = "cpu") -> CostMeter:
+    def start(cls, device: torch.device | str = "cpu", reset_peak: bool = True) -> CostMeter:
+        """``reset_peak=False`` for a meter inside another's span (a run's distillations),
+        which must not erase the outer one's CUDA peak."""
         device = torch.device(device)
-        if device.type == "cuda":
+        if device.type == "cuda" and reset_peak:
             torch.cuda.reset_peak_memory_stats(device)
         return cls(device, time.perf_counter(), _cpu_seconds())
 

@@ -66,13 +66,16 @@ class IterationLog:
         if self.options.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tensorboard = SummaryWriter(log_dir=str(self.folder / "tensorboard"))
+            self._tensorboard = SummaryWriter(  # events past the checkpoint are dropped
+                log_dir=str(self.folder / "tensorboard"),
+                purge_step=iteration + 1 if iteration else None,
+            )
         if self.options.wandb:
             import wandb
 
             self._wandb = wandb.init(
                 project=self.options.wandb, name=self.name, config=self.config,
-                dir=str(self.folder), resume="allow", reinit=True,
+                dir=str(self.folder), reinit=True,
             )  # fmt: skip
 
     def _read(self) -> list[dict[str, str]]:

@@ -287,13 +287,13 @@ def _restore(order: OrderRun, policy: DistilledBuffer, factory: ModelFactory) ->
     done = agree(lambda: _completed_steps(order.order_dir, scenario.num_steps))
     if not done:
         return OrderStart(0, factory(len(scenario.steps[0]), 0), [])
-    rows: list[dict[str, Any]] = []
-    for k in range(done):
-        policy.add_classes(scenario.step_labels(k), k)
-        rows.append(agree(lambda k=k: _read_json(order.step_dir(k) / "result.json")))
     last = order.step_dir(done - 1) / "model.pt"
     state = agree(lambda: _load_model(last, done - 1))
     _check_step_model(last, state, done - 1, scenario.seen_classes(done - 1))
+    rows: list[dict[str, Any]] = []
+    for k in range(done):  # memories rebuilt only once the model is known to fit
+        policy.add_classes(scenario.step_labels(k), k)
+        rows.append(agree(lambda k=k: _read_json(order.step_dir(k) / "result.json")))
     model = factory(int(state["num_classes"]), 0)
     try:
         model.load_state_dict(state["model"])

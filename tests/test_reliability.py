@@ -716,6 +716,12 @@ def test_an_out_inside_the_data_is_refused_before_anything_is_written(tmp_path: 
     refused(invoke(*args), "inside the cifar10 data")
     assert not zebra.exists()
     assert invoke(*args[:-1], root / "runs" / "zebra").exit_code == 0  # beside it is fine
+    # SVHN's official files lie in the data root itself: other folders there stay free
+    from fakedata import write_svhn
+
+    write_svhn(root)
+    svhn = ("coreset", "svhn", "--data-root", root, "--ipc", "1", "--out", root / "runs" / "s")
+    assert invoke(*svhn).exit_code == 0
 
 
 # -- 15. the decode cache keeps its promise (#32 item 6) -------------------------------------------

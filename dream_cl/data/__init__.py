@@ -117,6 +117,8 @@ def check_out_outside_data(out: str | Path, name: str, root: str | Path, **optio
     data = spec.expected_path(root, **options)
     if not data.is_dir():
         return  # an archive, a single file or no data yet: nothing reads a folder beside it
+    if not spec.reads_folder and data.resolve() == Path(root).expanduser().resolve():
+        return  # named files in the data root itself (SVHN's .mat): other folders are free
     where, inside = Path(out).expanduser().resolve(), data.resolve()
     if where == inside or inside in where.parents:
         raise UserError(

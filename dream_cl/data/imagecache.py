@@ -21,6 +21,7 @@ written (it may be shared and read-only). ``DREAM_CL_CACHE=off`` turns the cache
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -36,14 +37,22 @@ CACHE_VERSION = 2
 ENTRY_GLOB = "decoded-*"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Listing:
     """What is decoded: ``names`` (which files, how: one entry per listing) and ``content``
-    (their bytes too: the entry's key), with a description for ``dream-cl cache``."""
+    (their bytes too: the entry's key, hashed only when the cache is used), with a
+    description for ``dream-cl cache``."""
 
     source: str
     names: str
-    content: str
+    files: Sequence[Path]
+
+    @functools.cached_property
+    def content(self) -> str:
+        h = hashlib.sha256(self.names.encode())
+        for path in self.files:
+            h.update(f"{_file_digest(path)}\n".encode())
+        return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,11 @@ def cache_dir() -> Path | None:
 
 
 def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
     with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def make_listing(
@@ -76,10 +88,7 @@ def make_listing(
     by_name = hashlib.sha256(head.encode())
     for name in names:
         by_name.update(f"{name}\n".encode())
-    by_content = by_name.copy()
-    for path in files:
-        by_content.update(f"{_file_digest(path)}\n".encode())
-    return Listing(source, by_name.hexdigest(), by_content.hexdigest())
+    return Listing(source, by_name.hexdigest(), list(files))
 
 
 def cached(listing: Listing, count: int, build: Callable[[], torch.Tensor]) -> torch.Tensor:

@@ -147,6 +147,7 @@ IMAGEFOLDER = DatasetSpec(
     "test_fraction, split_seed, grayscale)",
     how_to_get=_HOW,
     locate=folder_of,
+    reads_folder=True,
     required=_required,
     reader=_read,
     pair_reader=_pair,

@@ -73,6 +73,9 @@ class DatasetSpec:
     """The required paths are folders: a file of that name does not count as found."""
     describe: Callable[[Path, Options], str] | None = None
     """Which copy was found, in words (for ``dream-cl datasets``), when there are several."""
+    reads_folder: bool = False
+    """Every sub-folder of ``locate``'s folder is read (an image folder's classes), so an
+    output folder there would become data; other datasets read only named files."""
 
     # -- options ---------------------------------------------------------------------------
     def resolve_options(self, options: Mapping[str, Any]) -> dict[str, Any]:

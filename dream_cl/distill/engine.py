@@ -519,7 +519,7 @@ class DistillRun:
         if out_dir is not None and env.is_main:
             atomic_write_json(run_record(cfg, data), out_dir / CONFIG_FILE)
         saved_at = state.iteration if saved is not None else None
-        meter = meter or CostMeter.start(device)
+        meter = meter or CostMeter.start(device, reset_peak=False)
         logs = None
         if out_dir is not None and env.is_main:
             logs = IterationLog(out_dir, log or LogOptions(), cfg.to_dict(), out_dir.name)

@@ -217,11 +217,12 @@ def evaluate_artifact(
                     checkpoint=EvalCheckpoint(partial, every_seconds=request.checkpoint_seconds),
                 )
 
+            random_set = random_real_like(request, image_set) if request.baselines else None
             result = evaluate(image_set, cfg)
             scores = (
-                baseline_scores(request, image_set, cfg, result, evaluate)
-                if (request.baselines)
-                else None
+                None
+                if random_set is None
+                else baseline_scores(image_set, random_set, cfg, result, evaluate)
             )
         record = result.to_dict() | {
             "artifact": str(request.artifact),
@@ -264,11 +265,12 @@ def random_real_like(request: EvaluateRequest, image_set: Any) -> Any:
 
 
 def baseline_scores(
-    request: EvaluateRequest, image_set: Any, cfg: Any, result: Any, evaluate: Any
+    image_set: Any, random_set: Any, cfg: Any, result: Any, evaluate: Any
 ) -> dict[str, Any]:
-    """What the distillation adds over real images of the same storage, and what the
-    recipe's augmentation carries: both trained with the set's recipe and seeds."""
-    random_real = evaluate(random_real_like(request, image_set), cfg)
+    """What the distillation adds over real images of the same storage
+    (:func:`random_real_like`), and what the recipe's augmentation carries: both trained
+    with the set's recipe and seeds."""
+    random_real = evaluate(random_set, cfg)
     plain = dataclasses.replace(cfg, dsa_strategy="none", cutmix_p=0.0, dc_augment="none")
     no_aug = evaluate(image_set, plain)
     return {
