@@ -17,7 +17,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["CostMeter", "combine_costs", "cost_line", "cpu_model", "device_name", "duration"]
+__all__ = [
+    "CostMeter",
+    "combine_costs",
+    "cost_line",
+    "cpu_model",
+    "device_name",
+    "device_time",
+    "duration",
+]
 
 
 def cpu_model(cpuinfo: str | None = None) -> str:
@@ -136,13 +144,15 @@ def duration(seconds: float) -> str:
     return f"{minutes}m{s:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+def device_time(cost: dict[str, Any], unit: str = "hours") -> str:
+    """GPU-hours where CUDA was used, else CPU core-hours (``unit``: how "hours" is spelt)."""
+    if cost.get("gpu_hours") is not None:
+        return f"{cost['gpu_hours']:.3g} GPU-{unit}"
+    return f"{cost['cpu_core_hours']:.3g} CPU core-{unit}"
+
+
 def cost_line(cost: dict[str, Any]) -> str:
     """The summary's cost line."""
-    device_time = (
-        f"{cost['gpu_hours']:.3g} GPU-hours"
-        if cost.get("gpu_hours") is not None
-        else f"{cost['cpu_core_hours']:.3g} CPU core-hours"
-    )
     memory = f"peak {cost['peak_rss_mib'] / 1024:.2f} GiB resident"
     if cost.get("cuda_peak_mib") is not None:
         memory += f", {cost['cuda_peak_mib'] / 1024:.2f} GiB CUDA"
@@ -151,5 +161,6 @@ def cost_line(cost: dict[str, Any]) -> str:
     if where.startswith("cpu"):
         where += f": {cost['cpu_model']}"
     return (
-        f"cost: {duration(cost['wall_seconds'])} wall, {device_time}, {memory}{procs}; on {where}"
+        f"cost: {duration(cost['wall_seconds'])} wall, {device_time(cost)}, {memory}{procs}; "
+        f"on {where}"
     )

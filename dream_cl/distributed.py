@@ -232,6 +232,13 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def any_rank(*flags: bool) -> list[bool]:
+    """For each flag, whether it holds on any rank (one collective; every rank gets the
+    same answer, so every rank takes the same branch)."""
+    counts = torch.tensor([float(f) for f in flags], dtype=torch.float64)
+    return [bool(c) for c in all_reduce_sum_(counts.to(comm_device())).cpu().tolist()]
+
+
 def all_reduce_gradients(params: Sequence[torch.nn.Parameter], fill_missing: bool = True) -> None:
     """Sum the parameters' gradients over ranks in one flat buffer.
 

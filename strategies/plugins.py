@@ -54,10 +54,9 @@ from dream_cl.distributed import (
     AgreedError,
     DistEnv,
     all_reduce_gradients,
-    all_reduce_sum_,
+    any_rank,
     balanced_range,
     check_replicated,
-    comm_device,
 )
 from dream_cl.progress import NullProgress, Progress
 from dream_cl.protocol.continual import CL_DSA, default_cl_dsa
@@ -383,8 +382,7 @@ class DistilledReplayPlugin(SupervisedPlugin, supports_distributed=True):
     def _check_finite(self, loss: float) -> None:
         """Stop a training whose loss became NaN or infinite on any rank, on every rank
         together, before the step is saved."""
-        bad = torch.tensor([0.0 if math.isfinite(loss) else 1.0], dtype=torch.float64)
-        if all_reduce_sum_(bad.to(comm_device())).item():
+        if any_rank(not math.isfinite(loss))[0]:
             raise AgreedError(
                 f"the training diverged in step {self._step}, epoch {self._epoch}: its loss "
                 "became NaN or infinite; the steps completed before it are kept. Lower --lr "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dream_cl.cost import cost_line, duration
+from dream_cl.cost import cost_line, device_time, duration
 from dream_cl.strategies.config import CLConfig
 from dream_cl.utils import atomic_write, percent
 
@@ -89,14 +89,9 @@ def cost_table(costs: dict[str, dict[str, Any] | None]) -> str:
         if not c:
             lines.append(f"| {method} | - | - | - | - |")
             continue
-        device = (
-            f"{c['gpu_hours']:.3g} GPU-h"
-            if c.get("gpu_hours") is not None
-            else f"{c['cpu_core_hours']:.3g} CPU core-h"
-        )
         cuda = f"{c['cuda_peak_mib'] / 1024:.2f} GiB" if c.get("cuda_peak_mib") else "-"
         lines.append(
-            f"| {method} | {duration(c['wall_seconds'])} | {device} | "
+            f"| {method} | {duration(c['wall_seconds'])} | {device_time(c, 'h')} | "
             f"{c['peak_rss_mib'] / 1024:.2f} GiB | {cuda} |"
         )
     return "\n".join(lines) + "\n"

@@ -42,8 +42,7 @@ from dream_cl.distributed import (
     ClassShard,
     DistEnv,
     agree,
-    all_reduce_sum_,
-    comm_device,
+    any_rank,
 )
 from dream_cl.errors import UserError
 from dream_cl.logs import IterationLog, LogOptions
@@ -571,14 +570,12 @@ class DistillRun:
     def check_finite(self, iteration: int, loss: float) -> None:
         """Stop a run whose loss or images became NaN or infinite, before anything of it is
         saved (collective: every rank stops together, at the same iteration)."""
-        bad = torch.tensor(
-            [not math.isfinite(loss), not bool(torch.isfinite(self.state.syn.images).all())],
-            dtype=torch.float64,
+        bad_loss, bad_images = any_rank(
+            not math.isfinite(loss), not bool(torch.isfinite(self.state.syn.images).all())
         )
-        bad = all_reduce_sum_(bad.to(comm_device())).cpu()
-        if not bad.any():
+        if not (bad_loss or bad_images):
             return
-        what = "loss" if bad[0] else "synthetic images"
+        what = "loss" if bad_loss else "synthetic images"
         kept = (
             f"the checkpoint of iteration {self.checkpointed} in {self.out_dir} is kept"
             if self.checkpointed is not None and self.out_dir is not None

@@ -120,6 +120,14 @@ def check_eval_target(target: Path) -> None:
     check_output_file(target, "evaluate", _is_eval_record)
 
 
+def _recorded_validation(image_set: Any) -> Any:
+    """The validation split the set's distillation held out (disabled for a coreset)."""
+    from dream_cl.data import ValidationSpec
+
+    run_cfg = _run_config(image_set)
+    return ValidationSpec(float(run_cfg.get("val_fraction", 0.0)), int(run_cfg.get("val_seed", 0)))
+
+
 def _run_config(image_set: Any) -> dict[str, Any]:
     """The distillation settings a set's meta records (empty for a coreset)."""
     run_cfg = image_set.meta.get("config") if isinstance(image_set.meta, dict) else None
@@ -153,12 +161,10 @@ def eval_config_for(request: EvaluateRequest, image_set: Any) -> tuple[str, Any]
 
 def validation_of(request: EvaluateRequest, image_set: Any) -> Any:
     """The validation split the set was distilled without (``--split val``), else None."""
-    from dream_cl.data import ValidationSpec
 
     if request.split != "val":
         return None
-    run_cfg = _run_config(image_set)
-    spec = ValidationSpec(float(run_cfg.get("val_fraction", 0.0)), int(run_cfg.get("val_seed", 0)))
+    spec = _recorded_validation(image_set)
     if not spec.enabled:
         raise UserError(
             "--split val: this set records no validation split (it may have been made "
@@ -246,7 +252,7 @@ def random_real_like(request: EvaluateRequest, image_set: Any) -> Any:
 
     from dream_cl.artifact import ImageSet
     from dream_cl.coreset import select_coreset
-    from dream_cl.data import ValidationSpec, load_splits
+    from dream_cl.data import load_splits
 
     counts = torch.bincount(image_set.labels, minlength=image_set.info.num_classes).tolist()
     if len(set(counts)) != 1:
@@ -254,8 +260,7 @@ def random_real_like(request: EvaluateRequest, image_set: Any) -> Any:
             "--baselines needs the same number of stored images in every class; this set "
             f"stores {min(counts)} to {max(counts)}"
         )
-    run_cfg = _run_config(image_set)
-    spec = ValidationSpec(float(run_cfg.get("val_fraction", 0.0)), int(run_cfg.get("val_seed", 0)))
+    spec = _recorded_validation(image_set)
     train, _, _ = load_splits(
         image_set.info.name, request.data_root, spec, download=request.download
     )
