@@ -6,10 +6,13 @@
    with the random sampler no discrete choice amplifies rounding).
 2. ``resume``: on CUDA, two iterations straight against one + ``--resume``, with cuDNN in
    deterministic mode: bit for bit, or the largest difference.
-3. ``throughput``: seconds per inner iteration of the ``per-class``, ``compiled`` and
-   ``batched`` matching formulations at the paper preset on CIFAR-10 and CIFAR-100 shapes
-   (``benchmarks/throughput.py``'s measurement, refresh amortised).
-4. ``scaling``: when more than one GPU is visible, ``benchmarks/scaling.py`` on K = 1, 2, ...
+3. ``throughput``: seconds per inner iteration at the paper preset on CIFAR-10 and
+   CIFAR-100 shapes (``benchmarks/throughput.py``'s measurement, refresh amortised): the
+   per-class loop against the fastest formulations (``compiled``, ``batched``), bf16
+   autocast (``bf16``) and the fast path (``fast``: pool, compile, bf16).
+4. ``ensemble``: the 5 repeats of one evaluation (ConvNet-3, 400 images of CIFAR-10 shape)
+   trained one by one and as one vmapped ensemble: seconds per epoch of all 5.
+5. ``scaling``: when more than one GPU is visible, ``benchmarks/scaling.py`` on K = 1, 2, ...
    GPUs.
 
     python benchmarks/gpu_check.py                 # on a GPU machine
@@ -131,6 +134,28 @@ def throughput(device: str, quick: bool, shapes: list[str], variants: list[str])
     return rows
 
 
+def ensemble_check(device: str, quick: bool) -> dict:
+    from dream_cl.artifact import ImageSet
+    from dream_cl.evaluate import eval_recipe, evaluate_image_set
+
+    train = random_split(10, 4 if quick else 40)
+    test = random_split(10, 10 if quick else 100, seed=1)
+    s = ImageSet(train.images.float() / 255, train.labels, train.info, method="random")
+    epochs, width = (2, 8) if quick else (10, 128)
+    cfg = eval_recipe("idc", "cifar10", epochs=epochs)
+    out = {}
+    for way in ("one-by-one", "ensemble"):
+        t0 = time.perf_counter()
+        r = evaluate_image_set(
+            s, test, repeats=5, cfg=cfg, device=device, model_options={"width": width},
+            ensemble=way == "ensemble",
+        )  # fmt: skip
+        out[way] = {"seconds_per_epoch": (time.perf_counter() - t0) / epochs}
+        out[way]["accuracies"] = r.accuracies
+    out["speedup"] = out["one-by-one"]["seconds_per_epoch"] / out["ensemble"]["seconds_per_epoch"]
+    return out
+
+
 def scaling(quick: bool, out_dir: Path) -> dict | None:
     gpus = torch.cuda.device_count()
     if gpus < 2:
@@ -146,8 +171,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--shapes", default="cifar10,cifar100")
-    ap.add_argument("--variants", default="per-class,compiled,batched")
-    ap.add_argument("--checks", default="agreement,resume,throughput,scaling")
+    ap.add_argument("--variants", default="per-class,compiled,batched,bf16,fast")
+    ap.add_argument("--checks", default="agreement,resume,throughput,ensemble,scaling")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out-dir", type=Path, default=None)
     args = ap.parse_args()
@@ -163,6 +188,7 @@ def main() -> None:
         "throughput": lambda: throughput(
             args.device, args.quick, args.shapes.split(","), args.variants.split(",")
         ),
+        "ensemble": lambda: ensemble_check(args.device, args.quick),
         "scaling": lambda: scaling(args.quick, out_dir),
     }
     for name in checks:

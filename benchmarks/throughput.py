@@ -8,11 +8,13 @@ update, plus the peak resident memory of the process.
 
 Variants: ``per-class`` (faithful: one image step per class, every real image of a class
 clustered); ``batched`` (vmapped class gradients, one step); ``compiled`` (per-class with
-``--compile``: each class's matching gradient is one torch.compile'd torch.func function);
-``pool`` (per-class, clustering a random pool of 16 candidates per centre, the cpu preset's
-choice); ``pool-compiled`` (both). ``SHAPE:K`` sets the number of classes (``cifar100:50``).
-Each setting runs in its own subprocess so peak memory is its own. Random tensors are fine
-for timing: the arithmetic does not depend on content.
+``--compile``: the embedding, each class's matching gradient and the network update are
+torch.compile'd functions); ``pool`` (per-class, clustering a random pool of 16 candidates
+per centre, the cpu preset's choice); ``pool-compiled`` (both); ``bf16`` (per-class under
+``--precision bf16``); ``fast`` (pool, compile, and bf16 where the hardware has it);
+``fast-bf16`` (pool, compile and bf16 on any hardware). ``SHAPE:K`` sets the number of
+classes (``cifar100:50``). Each setting runs in its own subprocess so peak memory is its
+own. Random tensors are fine for timing: the arithmetic does not depend on content.
 
     python benchmarks/throughput.py                 # the grid (CPU: tens of minutes)
     python benchmarks/throughput.py --quick         # tiny smoke setting
@@ -41,13 +43,29 @@ SHAPES = {
     "cifar100": (100, 500, 3, 32),
 }
 VARIANTS = {
-    # name: (formulation, candidates per centre or None for the whole class, compile)
-    "per-class": ("per-class", None, False),
-    "batched": ("batched", None, False),
-    "compiled": ("per-class", None, True),
-    "pool": ("per-class", 16, False),
-    "pool-compiled": ("per-class", 16, True),
+    # name: (formulation, candidates per centre or None for the whole class, compile, precision)
+    "per-class": ("per-class", None, False, "fp32"),
+    "batched": ("batched", None, False, "fp32"),
+    "compiled": ("per-class", None, True, "fp32"),
+    "pool": ("per-class", 16, False, "fp32"),
+    "pool-compiled": ("per-class", 16, True, "fp32"),
+    "bf16": ("per-class", None, False, "bf16"),
+    "fast": ("per-class", 16, True, "auto"),
+    "fast-bf16": ("per-class", 16, True, "bf16"),
 }
+"""``auto`` precision: bf16 where the hardware has bf16 units (a GPU, a CPU with AVX-512 BF16
+or AMX), fp32 elsewhere: what the fast path runs on that machine."""
+
+
+def variant_precision(precision: str, device: str) -> str:
+    """A variant's precision on this machine (``auto`` resolved)."""
+    if precision != "auto":
+        return precision
+    from dream_cl.distill.compiled import cpu_has_bf16
+    from dream_cl.utils import resolve_device
+
+    on_gpu = resolve_device(device).type == "cuda"
+    return "bf16" if on_gpu or cpu_has_bf16() else "fp32"
 
 
 def parse_shape(text: str) -> tuple[str, int, int, int, int]:
@@ -74,7 +92,8 @@ def one_setting(
     from dream_cl.distill.engine import distill
 
     name, classes, per_class, ch, size = parse_shape(shape)
-    formulation, per_centre, compiled = VARIANTS[variant]
+    formulation, per_centre, compiled, precision = VARIANTS[variant]
+    precision = variant_precision(precision, device)
     g = torch.Generator().manual_seed(0)
     images = torch.randint(
         0, 256, (classes * per_class, ch, size, size), generator=g, dtype=torch.uint8
@@ -96,6 +115,7 @@ def one_setting(
             "init": "noise",
             "formulation": formulation,
             "compile": compiled,
+            "precision": precision,
             "width": width,
             "factor": factor,
             "device": device,
@@ -130,6 +150,7 @@ def one_setting(
         "variant": variant,
         "formulation": formulation,
         "compile": compiled,
+        "precision": precision,
         "candidates": cfg.candidates,
         "warmup_matching_seconds": laps.get("matching", [0.0])[0],
         "width": width,

@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dream_cl.artifact import ImageSet
@@ -432,6 +431,101 @@ def train_and_test(
     return acc
 
 
+def train_and_test_ensemble(
+    model_name: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    info: DatasetInfo,
+    test: DatasetSplit,
+    cfg: EvalConfig,
+    *,
+    seeds: list[int],
+    device: torch.device | str = "cpu",
+    model_options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    checkpoint: EvalCheckpoint | None = None,
+) -> list[float]:
+    """:func:`train_and_test` for every seed of ``seeds`` at once, as one vmapped ensemble
+    (:mod:`dream_cl.ensemble`; the caller checks :func:`~dream_cl.ensemble.can_ensemble`).
+    The last-epoch test accuracies, in ``seeds`` order."""
+    from dream_cl.ensemble import Ensemble
+
+    cfg = resolve_eval_config(cfg, info.name)
+    strategy = parse_strategy(cfg.dsa_strategy or "none")
+    progress, device = progress or NullProgress(), torch.device(device)
+    path, every_seconds = None, math.inf
+    if checkpoint is not None:
+        every_seconds = checkpoint.every_seconds
+        tag = f"ensemble {seeds}"
+        fp = _run_fingerprint(model_name, model_options, cfg, tag, images, labels, test, info)  # type: ignore[arg-type]
+        path = Path(checkpoint.folder) / f"eval-{fp[:24]}.pt"
+    saved = _read_eval_checkpoint(path) if path is not None else None
+    if saved is not None and "accuracies" in saved:
+        return [float(a) for a in saved["accuracies"]]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    models = [
+        build_model(
+            model_name,
+            channels=info.channels,
+            num_classes=info.num_classes,
+            image_size=info.image_size,
+            generator=g,
+            dataset=info.name,
+            **(model_options or {}),
+        ).to(device)
+        for g in gens
+    ]
+    run = Ensemble(models, gens, cfg.lr, cfg.momentum, cfg.weight_decay)
+    if saved is not None:
+        _load_or_refuse(run, saved, path)
+    x_all = images.detach().to(device=device, dtype=torch.float32)
+    y_all = labels.detach().to(device=device, dtype=torch.int64)
+    milestones = set(cfg.milestone_epochs())
+    progress.start("eval", cfg.epochs)
+    if run.epoch:
+        progress.advance("eval", run.epoch)
+    last_save = time.monotonic()
+    while run.epoch < cfg.epochs:
+        if run.epoch in milestones:
+            run.decay_lr(cfg.gamma, cfg.restart_optimizer)
+        losses = run.train_epoch(
+            int(y_all.shape[0]),
+            lambda perm: _batches(perm, cfg.batch_size),
+            lambda idx, g: _draw_batch(x_all, y_all, idx, info, cfg, strategy, g),
+        )
+        run.epoch += 1
+        for seed, loss in zip(seeds, losses, strict=True):
+            if not math.isfinite(loss):
+                raise UserError(
+                    f"the evaluation diverged: model {model_name} (seed {seed}) had a {loss} "
+                    f"loss in epoch {run.epoch}; {_kept_note(path)}lower --lr or check the "
+                    "image set"
+                )
+        if (
+            path is not None
+            and run.epoch < cfg.epochs
+            and time.monotonic() - last_save >= every_seconds
+        ):
+            atomic_torch_save(_stamped(run.state_dict()), path)
+            last_save = time.monotonic()
+        progress.advance("eval", 1, loss=sum(losses) / len(losses))
+    accs = [test_accuracy(m, test, info, device, cfg.test_batch_size) for m in run.unstacked()]
+    if path is not None:
+        atomic_torch_save(_stamped({"accuracies": accs, "epoch": run.epoch}), path)
+    progress.finish("eval")
+    return accs
+
+
+def _load_or_refuse(run: Any, saved: dict[str, Any], path: Path | None) -> None:
+    try:
+        run.load_state_dict(saved)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise UserError(
+            f"evaluation checkpoint {path} does not fit this run ({type(err).__name__}); "
+            "delete it to train that model from the start"
+        ) from None
+
+
 def _train_epoch(
     run: _Training,
     x_all: torch.Tensor,
@@ -444,20 +538,33 @@ def _train_epoch(
     model, gen, n = run.model, run.gen, int(y_all.shape[0])
     total, seen = 0.0, 0
     for idx in _batches(torch.randperm(n, generator=gen), cfg.batch_size):
-        idx = idx.to(run.device)
-        x = _augment(info.normalize(x_all[idx]), cfg, strategy, gen)
-        y = y_all[idx]
-        if cfg.cutmix_p > 0:
-            x, y_a, y_b, lam = maybe_cutmix(x, y, cfg.cutmix_p, gen, beta=cfg.cutmix_beta)
-            loss = cutmix_loss(model(x), y_a, y_b, lam)
-        else:
-            loss = F.cross_entropy(model(x), y)
+        x, y_a, y_b, lam = _draw_batch(x_all, y_all, idx, info, cfg, strategy, gen)
+        loss = cutmix_loss(model(x), y_a, y_b, lam)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         run.opt.step()
         total += float(loss.detach()) * idx.numel()
         seen += idx.numel()
     return total / seen
+
+
+def _draw_batch(
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    idx: torch.Tensor,
+    info: DatasetInfo,
+    cfg: EvalConfig,
+    strategy: Any,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """One model's training batch at ``idx``: normalised, augmented and (by the recipe's
+    ``cutmix_p``) CutMixed with that model's generator; (x, y_a, y_b, lam), lam 1 for none."""
+    idx = idx.to(x_all.device)
+    x = _augment(info.normalize(x_all[idx]), cfg, strategy, gen)
+    y = y_all[idx]
+    if cfg.cutmix_p > 0:
+        return maybe_cutmix(x, y, cfg.cutmix_p, gen, beta=cfg.cutmix_beta)
+    return x, y, y, 1.0
 
 
 def _kept_note(path: Path | None) -> str:
@@ -514,32 +621,31 @@ def evaluate_image_set(
     model_options: dict[str, Any] | None = None,
     progress: Progress | None = None,
     checkpoint: EvalCheckpoint | None = None,
+    ensemble: bool = False,
 ) -> EvalResult:
     """Decode ``s`` and train/test ``repeats`` fresh models; repeat k uses ``seed + k``.
 
     With ``checkpoint``, a call interrupted part-way continues, on the next call with the
     same arguments, from the models it finished and the last saved epoch of the one it was
-    training (see :class:`EvalCheckpoint`)."""
+    training (see :class:`EvalCheckpoint`). With ``ensemble``, a model that allows it trains
+    its repeats together in lock step (:mod:`dream_cl.ensemble`: the same models up to float
+    rounding, in less time)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     resolved = resolve_eval_config(cfg, s.info.name, s.factor, s.ipc)
     images, labels = s.decoded()
-    accs = [
-        train_and_test(
-            model,
-            images,
-            labels,
-            s.info,
-            test,
-            resolved,
-            seed=seed + k,
-            device=device,
-            model_options=model_options,
-            progress=progress,
-            checkpoint=checkpoint,
+    common = dict(device=device, model_options=model_options, progress=progress)
+    common["checkpoint"] = checkpoint
+    if ensemble and repeats > 1 and _ensembles(model, s.info, model_options):
+        seeds = [seed + k for k in range(repeats)]
+        accs = train_and_test_ensemble(
+            model, images, labels, s.info, test, resolved, seeds=seeds, **common
         )
-        for k in range(repeats)
-    ]
+    else:
+        accs = [
+            train_and_test(model, images, labels, s.info, test, resolved, seed=seed + k, **common)
+            for k in range(repeats)
+        ]
     config = {
         **resolved.to_dict(),
         "model_options": dict(model_options or {}),
@@ -552,3 +658,18 @@ def evaluate_image_set(
         "dataset": s.info.name,
     }
     return EvalResult(model=model, accuracies=accs, config=config)
+
+
+def _ensembles(model: str, info: DatasetInfo, model_options: dict[str, Any] | None) -> bool:
+    """Whether ``model`` can train its repeats as one ensemble (built once to look)."""
+    from dream_cl.ensemble import can_ensemble
+
+    probe = build_model(
+        model,
+        channels=info.channels,
+        num_classes=info.num_classes,
+        image_size=info.image_size,
+        dataset=info.name,
+        **(model_options or {}),
+    )
+    return can_ensemble(probe)

@@ -284,31 +284,48 @@ def test_hooks_are_registered_and_fired_in_order_and_steps_fire_inner(train):
         assert len(fired) == ctx.cfg.inner_loop
 
 
-def test_the_compiled_matching_is_built_once_per_run_by_the_runs_step(train, monkeypatch):
-    """--compile's function is the outer-iteration step's private cache, built on its first
-    network and reused by the later ones; a new run (a new step) builds its own."""
-    from dream_cl.distill import gradmatch
+def test_the_compiled_functions_are_built_once_per_run(train, monkeypatch):
+    """--compile's functions (embedding, matching, network update) are the run's cache
+    (``Context.compiled``), each built on its first network and reused by the later ones; a
+    new run builds its own."""
+    from dream_cl.distill import compiled
 
-    built: list[int] = []
+    built: list[str] = []
 
-    class FakeCompiled:
-        def __init__(self, net, names, metric) -> None:
-            built.append(1)
+    class FakeEmbed:
+        def __init__(self, net, precision, device) -> None:
+            built.append("embed")
+
+        def __call__(self, net, z):
+            with torch.no_grad():
+                return net.embed(z)
+
+    class FakeMatching:
+        def __init__(self, net, names, distance, precision, device) -> None:
+            built.append("matching")
 
         def __call__(self, net, z_real, y_real, z_syn, y_syn):
             return torch.zeros_like(z_syn), torch.zeros(())
 
-    monkeypatch.setattr(gradmatch, "CompiledMatching", FakeCompiled)
+    class FakeUpdate:
+        def __init__(self, net, precision, device) -> None:
+            built.append("update")
+
+        def backward(self, net, x, y_a, y_b, lam, scale=1.0):
+            torch.nn.functional.cross_entropy(net(x), y_a).backward()
+
+    monkeypatch.setattr(compiled, "CompiledEmbed", FakeEmbed)
+    monkeypatch.setattr(compiled, "CompiledMatching", FakeMatching)
+    monkeypatch.setattr(compiled, "CompiledUpdate", FakeUpdate)
     cfg = tiny("idc", iterations=3, compile=True, formulation="per-class")
     run = engine.DistillRun.open(
         cfg, train, None, out=None, resume=False, progress=None,
         env=engine.DistEnv.current(), data=None,
     )  # fmt: skip
     run.run()
-    assert built == [1]
-    assert not hasattr(run.ctx, "compiled")
+    assert sorted(built) == ["embed", "matching", "update"]
     engine.distill(cfg, train)
-    assert built == [1, 1]
+    assert sorted(built) == ["embed", "embed", "matching", "matching", "update", "update"]
 
 
 @pytest.mark.parametrize("framework", ["dc", "dm"])
@@ -642,3 +659,24 @@ def test_cpu_preset_image_rate_is_a_measured_multiple_of_the_papers():
         paper = resolve_config(dataset, 10, preset="paper", image_size=size).lr_img
         cpu = resolve_config(dataset, 10, preset="cpu", image_size=size).lr_img
         assert cpu == pytest.approx(mult * paper), dataset
+
+
+def test_bf16_is_refused_on_a_cpu_without_bf16_units_and_otherwise_runs_close_to_fp32(
+    train, monkeypatch
+):
+    from dream_cl.distill import compiled
+
+    monkeypatch.setattr(compiled, "cpu_has_bf16", lambda: False)
+    with pytest.raises(UserError, match="--precision bf16: this CPU has no bf16 units"):
+        engine.distill(tiny(precision="bf16"), train)
+    with pytest.raises(UserError, match="unknown precision 'fp16'"):
+        tiny(precision="fp16").validate()
+    monkeypatch.setattr(compiled, "cpu_has_bf16", lambda: True)  # emulated here, but it runs
+    torch.manual_seed(0)
+    fp32 = engine.distill(tiny(iterations=2), train).image_set.images
+    bf16 = engine.distill(tiny(iterations=2, precision="bf16"), train).image_set.images
+    init = engine.distill(tiny(iterations=1, inner_loop=1, lr_img=1e-12), train).image_set.images
+    assert float((fp32 - init).abs().max()) > 1e-4
+    assert not torch.equal(bf16, fp32)  # bf16 did run
+    step32, step16 = (fp32 - init).flatten(), (bf16 - init).flatten()
+    assert torch.nn.functional.cosine_similarity(step32, step16, dim=0) > 0.8  # the same way

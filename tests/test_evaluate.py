@@ -369,3 +369,117 @@ def test_a_damaged_evaluation_checkpoint_is_one_line_naming_it(digits, tmp_path:
     with pytest.raises(UserError, match="does not fit this run.*delete it"):
         train_and_test("convnet", images, labels, s.info, test, cfg, seed=0, checkpoint=ckpt,
                        model_options=WIDTH)  # fmt: skip
+
+
+def _alone_and_together(digits, epochs: int, step_kind: str):
+    """Three ConvNets trained one by one with the evaluation loop, and as one ensemble."""
+    from dream_cl.augment import parse_strategy
+    from dream_cl.ensemble import Ensemble
+    from dream_cl.evaluate import _train_epoch, _Training
+    from dream_cl.models import build_model
+
+    train, _ = digits
+    s = _small_set(train, 5)
+    images, labels = s.decoded()
+    cfg = resolve_eval_config(
+        dataclasses.replace(eval_recipe("idc", "cifar10", epochs=epochs), batch_size=16), "digits"
+    )
+    cfg = dataclasses.replace(cfg, cutmix_p=0.5)  # both CutMix branches are drawn
+    strategy = parse_strategy(cfg.dsa_strategy)
+
+    def build(seed: int) -> tuple[nn.Module, torch.Generator]:
+        g = torch.Generator().manual_seed(seed)
+        return build_model("convnet", channels=1, num_classes=10, image_size=8, generator=g,
+                           width=16), g  # fmt: skip
+
+    alone = []
+    for seed in (0, 1, 2):
+        model, g = build(seed)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
+        run = _Training(model, opt, cfg.lr, g, torch.device("cpu"))
+        for _ in range(epochs):
+            _train_epoch(run, images, labels, s.info, cfg, strategy)
+        alone.append((model, g))
+    built = [build(seed) for seed in (0, 1, 2)]
+    ens = Ensemble([m for m, _ in built], [g for _, g in built], cfg.lr, 0.9, 5e-4,
+                   step_kind=step_kind, compile=False)  # fmt: skip
+    from dream_cl.evaluate import _batches, _draw_batch
+
+    for _ in range(epochs):
+        ens.train_epoch(
+            len(labels),
+            lambda perm: _batches(perm, cfg.batch_size),
+            lambda idx, g: _draw_batch(images, labels, idx, s.info, cfg, strategy, g),
+        )
+    return alone, ens
+
+
+@pytest.mark.parametrize("step_kind", ["vmap", "loop"])
+def test_an_ensemble_trains_each_model_as_it_trains_alone(digits, step_kind: str) -> None:
+    alone, ens = _alone_and_together(digits, epochs=3, step_kind=step_kind)
+    for (model, g), together, g_ens in zip(alone, ens.unstacked(), ens.gens, strict=True):
+        # the same draws in the same order: every generator ends in the same state
+        assert torch.equal(g.get_state(), g_ens.get_state())
+        for (name, p), q in zip(model.named_parameters(), together.parameters(), strict=True):
+            assert torch.allclose(p, q, rtol=1e-3, atol=1e-5), name
+    # and the three models are three different models
+    first = [p for p in ens.unstacked()[0].parameters()]
+    second = [p for p in ens.unstacked()[1].parameters()]
+    assert not torch.allclose(first[0], second[0])
+
+
+def test_evaluate_trains_repeats_as_one_ensemble_only_where_the_model_allows(
+    digits, monkeypatch
+) -> None:
+    monkeypatch.setattr(torch, "compile", lambda fn, **_: fn)  # the compiler: a slow test
+    train, test = digits
+    s = _small_set(train, 5)
+    cfg = EvalConfig(epochs=2, batch_size=16)
+    rec = _Recorder()
+    together = evaluate_image_set(
+        s, test, repeats=3, cfg=cfg, model_options=WIDTH, progress=rec, ensemble=True
+    )
+    assert [e for e in rec.events if e[0] == "start"] == [("start", "eval", 2)]  # one run
+    assert len(together.accuracies) == 3
+    one_by_one = _Recorder()
+    evaluate_image_set(s, test, repeats=3, cfg=cfg, model_options=WIDTH, progress=one_by_one)
+    assert len([e for e in one_by_one.events if e[0] == "start"]) == 3
+    bn = _Recorder()
+    evaluate_image_set(s, test, model="convnet-bn", repeats=2, cfg=cfg,
+                       model_options={"width": 8}, progress=bn, ensemble=True)  # fmt: skip
+    assert len([e for e in bn.events if e[0] == "start"]) == 2  # BatchNorm: one by one
+
+
+def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_result(
+    digits, tmp_path, monkeypatch
+) -> None:
+    from dream_cl.evaluate import train_and_test_ensemble
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **_: fn)
+    train, test = digits
+    s = _small_set(train, 5)
+    images, labels = s.decoded()
+    cfg = dataclasses.replace(eval_recipe("idc", "digits", epochs=12), batch_size=16)
+    args = ("convnet", images, labels, s.info, test, cfg)
+    expected = train_and_test_ensemble(*args, seeds=[3, 4], model_options=WIDTH)
+    ckpt = EvalCheckpoint(tmp_path / "ckpt", every_seconds=0)
+    with pytest.raises(Interrupted):
+        train_and_test_ensemble(*args, seeds=[3, 4], model_options=WIDTH,
+                                progress=_StopAfter(9), checkpoint=ckpt)  # fmt: skip
+    assert len(list(ckpt.folder.glob("eval-*.pt"))) == 1
+    resumed = train_and_test_ensemble(*args, seeds=[3, 4], model_options=WIDTH, checkpoint=ckpt)
+    assert resumed == expected
+
+
+@pytest.mark.slow
+def test_a_compiled_ensemble_trains_the_models_it_trains_eagerly(digits) -> None:
+    from dream_cl.evaluate import train_and_test_ensemble
+
+    train, test = digits
+    s = _small_set(train, 5)
+    images, labels = s.decoded()
+    cfg = dataclasses.replace(eval_recipe("idc", "digits", epochs=4), batch_size=16)
+    args = ("convnet", images, labels, s.info, test, cfg)
+    compiled = train_and_test_ensemble(*args, seeds=[0, 1], model_options=WIDTH)
+    alone = [train_and_test(*args, seed=k, model_options=WIDTH) for k in (0, 1)]
+    assert all(abs(a - b) <= 0.02 for a, b in zip(compiled, alone, strict=True))

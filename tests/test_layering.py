@@ -33,6 +33,7 @@ LAYERS = {
     "dream_cl.data": 1,
     "dream_cl.artifact": 2,
     "dream_cl.models": 2,
+    "dream_cl.ensemble": 2,
     "dream_cl.protocol": 2,
     "dream_cl.evaluate": 3,
     "dream_cl.coreset": 3,

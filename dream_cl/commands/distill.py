@@ -58,8 +58,16 @@ def distill(
         ),
     ] = None,
     compile: Annotated[
-        bool, Opt(help="torch.compile the matching step (equal up to float rounding).")
+        bool,
+        Opt(
+            help="torch.compile the embedding, the matching step and the network update "
+            "(equal up to float rounding)."
+        ),
     ] = False,
+    precision: Annotated[
+        str | None,
+        Opt(help="fp32 (default) or bf16 (autocast; for CPUs with AVX-512 BF16 or AMX, GPUs)."),
+    ] = None,
     width: Annotated[int | None, Opt(help="ConvNet width.")] = None,
     net_update: Annotated[
         str | None,

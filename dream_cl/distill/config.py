@@ -25,6 +25,8 @@ FRAMEWORKS = FRAMEWORK_NAMES
 FORMULATIONS = ("per-class", "joint", "batched")
 NET_UPDATES = ("data-parallel", "replicated")
 PRESETS = ("paper", "cpu")
+PRECISIONS = ("fp32", "bf16")
+"""``precision``: the forward passes' arithmetic (dream_cl.distill.compiled.autocast)."""
 
 
 @dataclass
@@ -60,8 +62,12 @@ class DistillConfig:
     """per-class: one image step per class (IDC official); joint: class losses summed, one
     step (DC/DSA official); batched: as joint, all classes in one vectorised pass."""
     compile: bool = False
-    """per-class/joint: compute each class's matching gradient with one torch.compile'd
-    torch.func function (faster; equal to the eager step up to float rounding)."""
+    """per-class/joint: torch.compile the refresh's embedding, each class's matching gradient
+    and the network update's gradient (dream_cl.distill.compiled; equal to the eager run up
+    to float rounding)."""
+    precision: str = "fp32"
+    """fp32, or bf16: the forward passes under bfloat16 autocast (for CPUs with AVX-512 BF16
+    or AMX, and GPUs; parameters, optimiser state and images stay float32)."""
     # matching objective
     metric: str = "l1"
     match_bias: bool = False
@@ -171,6 +177,8 @@ class DistillConfig:
             bad("mix_p must be in [0, 1] and the image momentum in [0, 1)")
         if self.net_update not in NET_UPDATES:
             bad(f"unknown --net-update '{self.net_update}'; use {' or '.join(NET_UPDATES)}")
+        if self.precision not in PRECISIONS:
+            bad(f"unknown precision '{self.precision}'; use {' or '.join(PRECISIONS)}")
         if self.compile and self.formulation == "batched":
             bad("--compile applies to the per-class and joint formulations; drop one of them")
         if self.eval_width is not None and self.eval_width < 1:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from dream_cl.data.base import DatasetInfo, DatasetSplit
+from dream_cl.distill.compiled import CompiledFunctions, autocast
 from dream_cl.distill.config import DistillConfig
 from dream_cl.distill.samplers import EmbedFn, RealSampler
 from dream_cl.distill.state import RunState
@@ -81,10 +82,19 @@ class Context:
     grad_scale: torch.Tensor | None = None
     real_offsets: torch.Tensor | None = None
     hooks: Hooks = field(default_factory=Hooks, repr=False)
+    compiled: CompiledFunctions | None = field(default=None, repr=False)
+    """Under ``--compile``, the run's compiled functions (built on first use, kept for the
+    run); None otherwise."""
 
     def __post_init__(self) -> None:
         if self.real_offsets is None:
             self.real_offsets = self.train.offsets
+        if self.compiled is None and self.cfg.compile:
+            self.compiled = CompiledFunctions(self.cfg.precision, self.device)
+
+    def autocast(self):
+        """The run's precision for a forward pass (``--precision``)."""
+        return autocast(self.device, self.cfg.precision)
 
     @property
     def cfg(self) -> DistillConfig:
@@ -139,7 +149,7 @@ class Context:
         return net
 
     def embed_fn(self, net: nn.Module) -> EmbedFn:
-        return embed_fn(net, self.info, self.device)
+        return embed_fn(net, self.info, self.device, self.cfg.precision, self.compiled)
 
     def subsample_syn(self, x: torch.Tensor, c: int) -> torch.Tensor:
         """At most ``batch_syn_max`` decoded images of class ``c`` (official subsampling)."""
@@ -172,14 +182,23 @@ def make_net(
     return net.to(device)
 
 
-def embed_fn(net: nn.Module, info: DatasetInfo, device: torch.device) -> EmbedFn:
-    """Features of [0,1] images through ``net`` (normalised first; eval mode, no grad).
+def embed_fn(
+    net: nn.Module,
+    info: DatasetInfo,
+    device: torch.device,
+    precision: str = "fp32",
+    compiled: CompiledFunctions | None = None,
+) -> EmbedFn:
+    """Features of [0,1] images through ``net`` (normalised first; eval mode, no grad), at
+    ``precision``; with ``compiled``, through the run's compiled embedding.
 
-    On CPU the forward runs in channels-last layout (the network is switched for the call
-    and switched back; parameter values and identities are unchanged): the instance norm,
-    ReLU and pooling of a 128-wide net are memory-bound and run about 1.3x faster that way,
-    which matters because embedding every real image is most of a k-means refresh.
+    Eager, on CPU, the forward runs in channels-last layout (the network is switched for the
+    call and switched back; parameter values and identities are unchanged): the convolutions
+    run faster that way, which matters because embedding every real image is most of a
+    k-means refresh.
     """
+    if compiled is not None:
+        return lambda x: compiled.embed(net)(net, info.normalize(x.to(device)))
     channels_last = device.type == "cpu"
 
     def embed(x: torch.Tensor) -> torch.Tensor:
@@ -187,12 +206,12 @@ def embed_fn(net: nn.Module, info: DatasetInfo, device: torch.device) -> EmbedFn
         net.eval()
         fast = channels_last and x.ndim == 4
         try:
-            with torch.no_grad():
+            with torch.no_grad(), autocast(device, precision):
                 z = info.normalize(x.to(device))
                 if fast:
                     net.to(memory_format=torch.channels_last)
                     z = z.contiguous(memory_format=torch.channels_last)
-                out = net.embed(z)
+                out = net.embed(z).float()
         finally:
             if fast:
                 net.to(memory_format=torch.contiguous_format)

@@ -29,6 +29,7 @@ from dream_cl.artifact import ImageSet, save_image_set
 from dream_cl.cost import CostMeter
 from dream_cl.data.base import DatasetInfo, DatasetSplit
 from dream_cl.distill import registry
+from dream_cl.distill.compiled import check_precision
 from dream_cl.distill.config import DistillConfig
 from dream_cl.distill.context import Context, embed_fn, make_net
 from dream_cl.distill.frameworks import OuterStep
@@ -457,6 +458,7 @@ class DistillRun:
         cfg.validate()
         progress = progress if (progress is not None and env.is_main) else NullProgress()
         device = resolve_device(cfg.device)
+        check_precision(cfg.precision, device)
         out_dir = Path(out) if out is not None else None
         if cfg.eval_every > 0 and test is None and env.is_main:
             raise ValueError("eval_every > 0 needs a test split")

@@ -113,15 +113,33 @@ def _data_parallel_step(
     )
     opt.zero_grad(set_to_none=True)
     if not data_parallel:
-        cutmix_loss(net(x), y_a, y_b, lam).backward()
+        _backward(ctx, net, x, y_a, y_b, lam, 1.0)
     else:
         n = x.shape[0]
         lo, hi = balanced_range(n, ctx.shard.rank, ctx.shard.world_size)
         if hi > lo:
-            share = cutmix_loss(net(x[lo:hi]), y_a[lo:hi], y_b[lo:hi], lam) * ((hi - lo) / n)
-            share.backward()
+            _backward(ctx, net, x[lo:hi], y_a[lo:hi], y_b[lo:hi], lam, (hi - lo) / n)
         all_reduce_gradients(list(net.parameters()))
     opt.step()
+
+
+def _backward(
+    ctx: Context,
+    net: nn.Module,
+    x: torch.Tensor,
+    y_a: torch.Tensor,
+    y_b: torch.Tensor,
+    lam: float,
+    scale: float,
+) -> None:
+    """Parameter gradients of ``scale`` x the CutMix loss (compiled under ``--compile``)."""
+    if ctx.compiled is not None:
+        ctx.compiled.update(net).backward(net, x, y_a, y_b, lam, scale)
+        return
+    with ctx.autocast():
+        logits = net(x)
+    loss = cutmix_loss(logits.float(), y_a, y_b, lam)
+    (loss * scale if scale != 1.0 else loss).backward()
 
 
 def train_net_on_real(ctx: Context, net: nn.Module, opt: torch.optim.Optimizer) -> None:
@@ -161,7 +179,9 @@ def train_net_on_syn(ctx: Context, net: nn.Module, opt: torch.optim.Optimizer, e
             if augment:
                 strategy = augment_strategy(ctx, cfg.match_aug, ctx.generator)
                 x = dsa(x, strategy, ctx.generator, per_sample=True)
-            loss = F.cross_entropy(net(x), y_all[idx])
+            with ctx.autocast():
+                logits = net(x)
+            loss = F.cross_entropy(logits.float(), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -175,7 +195,7 @@ def train_net_on_syn(ctx: Context, net: nn.Module, opt: torch.optim.Optimizer, e
 def idc_outer(ctx: Context, iteration: int, matcher: GradientMatcher | None = None) -> float:
     """IDC/DREAM: fresh network; inner loop of matching steps with real-data updates.
 
-    ``matcher``: the run's (its compiled-function cache lasts the run); a fresh one if none.
+    ``matcher``: the run's; a fresh one if none.
     """
     cfg = ctx.cfg
     matcher = GradientMatcher() if matcher is None else matcher
@@ -199,7 +219,7 @@ def idc_outer(ctx: Context, iteration: int, matcher: GradientMatcher | None = No
 def dc_outer(ctx: Context, iteration: int, matcher: GradientMatcher | None = None) -> float:
     """DC / DSA: fresh network; rounds of (match all classes, train net on synthetic).
 
-    ``matcher``: the run's (its compiled-function cache lasts the run); a fresh one if none.
+    ``matcher``: the run's; a fresh one if none.
     """
     cfg = ctx.cfg
     matcher = GradientMatcher() if matcher is None else matcher
@@ -245,9 +265,11 @@ def dm_outer(ctx: Context, iteration: int, matcher: GradientMatcher | None = Non
             )
             # one forward per class, as DM's code: a class's numbers never depend on which
             # other classes share its process (a joint batch changes the kernels' rounding)
-            with torch.no_grad():
-                f_real = net.embed(z_real)
-            terms.append(distribution_distance(f_real, net.embed(z_syn)))
+            with torch.no_grad(), ctx.autocast():
+                f_real = net.embed(z_real).float()
+            with ctx.autocast():
+                f_syn = net.embed(z_syn).float()
+            terms.append(distribution_distance(f_real, f_syn))
         loss = sum(terms, start=torch.zeros((), device=ctx.device))
         image_step(ctx, image_grad(ctx, loss))
     losses = {c: float(t.detach()) for c, t in zip(ctx.shard.classes, terms, strict=True)}
@@ -262,9 +284,7 @@ OuterLoop = Callable[[Context, int, GradientMatcher | None], float]
 
 class OuterStep:
     """A run's outer iteration of one framework, made once per run by the engine: the loop
-    and what it keeps for itself from one iteration to the next (its
-    :class:`GradientMatcher`, whose compiled function lasts the run), which no other part
-    of the run sees."""
+    and its :class:`GradientMatcher`."""
 
     def __init__(self, loop: OuterLoop) -> None:
         self.loop = loop

@@ -7,7 +7,6 @@ the batched one stacks every held class into one vectorised pass (docs/fidelity.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
@@ -30,7 +29,6 @@ from dream_cl.distributed import (
     all_reduce_sum_,
     comm_device,
 )
-from dream_cl.errors import UserError
 from dream_cl.protocol.frameworks import framework_rules
 
 
@@ -108,7 +106,6 @@ def class_losses_total(ctx: Context, losses: dict[int, float]) -> float:
 
 def match_per_class(
     ctx: Context,
-    matcher: GradientMatcher,
     net: nn.Module,
     names: list[str],
     batches: list[torch.Tensor],
@@ -120,7 +117,7 @@ def match_per_class(
     ``step_each`` (IDC/DREAM official) takes one image step per class, in class order over
     the whole run (a rank replays other ranks' classes as momentum-only steps); otherwise
     (DC/DSA official, "joint") the class gradients are summed and one step is taken.
-    Under ``--compile`` each class's gradient comes from ``matcher``'s compiled function.
+    Under ``--compile`` each class's gradient comes from the run's compiled function.
     """
     cfg, syn = ctx.cfg, ctx.syn
     assert ctx.shard is not None
@@ -139,15 +136,17 @@ def match_per_class(
         z_real, z_syn = augment_pair(ctx, c, x_real, x_syn, strategy)
         y_real = torch.full((z_real.shape[0],), c, device=ctx.device)
         y_syn = torch.full((z_syn.shape[0],), c, device=ctx.device)
-        if cfg.compile:
-            compiled = matcher.compiled(net, names, cfg.metric)
+        if ctx.compiled is not None:
+            distance = lambda r, s: gradient_distance(r, s, cfg.metric)  # noqa: E731
+            compiled = ctx.compiled.matching(net, names, distance)
             dz, loss = compiled(net, z_real, y_real, z_syn, y_syn)
             (grad,) = torch.autograd.grad(z_syn, [syn.images], dz)
             if ctx.grad_scale is not None:
                 grad = grad * ctx.grad_scale
         else:
-            g_real = [g.detach() for g in class_gradients(net, params, z_real, y_real, False)]
-            g_syn = class_gradients(net, params, z_syn, y_syn, True)
+            with ctx.autocast():
+                g_real = [g.detach() for g in class_gradients(net, params, z_real, y_real, False)]
+                g_syn = class_gradients(net, params, z_syn, y_syn, True)
             loss = gradient_distance(g_real, g_syn, cfg.metric)
             grad = image_grad(ctx, loss)
         if step_each:
@@ -158,63 +157,6 @@ def match_per_class(
     if summed is not None:
         image_step(ctx, summed)
     return class_losses_total(ctx, losses)
-
-
-class CompiledMatching:
-    """One class's matching loss and its gradient w.r.t. the augmented synthetic batch, as a
-    single torch.func function compiled by ``torch.compile`` (``--compile``).
-
-    The arithmetic is the per-class step's (same parameters, distance and image step); the
-    network's parameters are inputs, so every fresh network of the run reuses the compiled
-    code. The fused kernels reorder floating-point sums, so results agree with the eager
-    step to about 1e-3 relative, not bit for bit (measured in docs/performance.md).
-    Networks with buffers (BatchNorm) are refused: their train-mode statistics updates are
-    side effects a pure function cannot carry.
-    """
-
-    def __init__(self, net: nn.Module, names: list[str], metric: str) -> None:
-        from torch.func import functional_call, grad, grad_and_value
-
-        if any(True for _ in net.buffers()):
-            raise UserError(
-                "--compile needs a network without buffers (instance norm or none); "
-                "drop --compile for BatchNorm networks"
-            )
-        self.names = names
-        # a private copy fixes the architecture and train mode the compiled code was traced
-        # with (the run's own networks switch modes, which would force recompilation)
-        template = copy.deepcopy(net).train()
-
-        def ce(matched: dict, rest: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(functional_call(template, {**rest, **matched}, (x,)), y)
-
-        def loss(
-            z_syn: torch.Tensor,
-            matched: dict,
-            rest: dict,
-            z_real: torch.Tensor,
-            y_real: torch.Tensor,
-            y_syn: torch.Tensor,
-        ) -> torch.Tensor:
-            g_real = grad(ce)(matched, rest, z_real, y_real)
-            g_syn = grad(ce)(matched, rest, z_syn, y_syn)
-            return gradient_distance(
-                [g_real[n].detach() for n in names], [g_syn[n] for n in names], metric
-            )
-
-        self._fn = torch.compile(grad_and_value(loss))
-
-    def __call__(
-        self,
-        net: nn.Module,
-        z_real: torch.Tensor,
-        y_real: torch.Tensor,
-        z_syn: torch.Tensor,
-        y_syn: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        params = {n: p.detach() for n, p in net.named_parameters()}
-        matched = {n: params.pop(n) for n in self.names}
-        return self._fn(z_syn.detach(), matched, params, z_real, y_real, y_syn)
 
 
 def _pad_batch(idx: torch.Tensor, size: int) -> torch.Tensor:
@@ -299,8 +241,9 @@ def match_batched(
     y_real = classes.unsqueeze(1).expand(-1, z_real.shape[1])
     y_syn = classes.unsqueeze(1).expand(-1, z_syn.shape[1])
     grads = batched_class_gradients(net, names)
-    g_real = {k: v.detach() for k, v in grads(z_real, y_real).items()}
-    g_syn = grads(z_syn, y_syn)
+    with ctx.autocast():
+        g_real = {k: v.detach() for k, v in grads(z_real, y_real).items()}
+        g_syn = grads(z_syn, y_syn)
     loss = batched_distance(g_real, g_syn, cfg.metric)
     image_step(ctx, image_grad(ctx, loss))
     local = torch.zeros(ctx.num_classes, dtype=torch.float64, device=comm_device())
@@ -309,19 +252,9 @@ def match_batched(
 
 
 class GradientMatcher:
-    """The matching steps of one run's outer iterations (IDC, DC, DSA) and their private
-    cache: under ``--compile``, the compiled per-class function (:class:`CompiledMatching`),
-    built from the first network matched and reused by every later one, whose parameters
-    are its inputs. A run's outer-iteration step owns one (``frameworks.OuterStep``)."""
-
-    def __init__(self) -> None:
-        self._compiled: CompiledMatching | None = None
-
-    def compiled(self, net: nn.Module, names: list[str], metric: str) -> CompiledMatching:
-        """The compiled matching function, built on the first call."""
-        if self._compiled is None:
-            self._compiled = CompiledMatching(net, names, metric)
-        return self._compiled
+    """The matching step of IDC, DC and DSA: draw the real batches, then match in the
+    configured formulation (under ``--compile`` with the run's compiled function,
+    ``Context.compiled``)."""
 
     def match(
         self, ctx: Context, net: nn.Module, names: list[str], step: int, strategy: str
@@ -334,4 +267,4 @@ class GradientMatcher:
             if ctx.cfg.formulation == "batched":
                 return match_batched(ctx, net, names, batches, strategy)
             step_each = ctx.cfg.formulation == "per-class"
-            return match_per_class(ctx, self, net, names, batches, strategy, step_each)
+            return match_per_class(ctx, net, names, batches, strategy, step_each)

@@ -35,6 +35,21 @@ def _sq_dists(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor) -> torch.Ten
     return d.clamp_min_(0.0)
 
 
+def _cluster_sums(
+    x: torch.Tensor, assignment: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-cluster sums (B, k, D) and counts (B, k) of ``x`` (B, n, D) under ``assignment``.
+
+    One indexed add over the points (n x D additions), not a one-hot matrix product, which
+    costs as much as the distance product itself (n x k x D)."""
+    b, n, d = x.shape
+    flat = (assignment + torch.arange(b, device=x.device).unsqueeze(1) * k).reshape(-1)
+    sums = torch.zeros(b * k, d, device=x.device, dtype=x.dtype)
+    sums.index_add_(0, flat, x.reshape(b * n, d))
+    counts = torch.bincount(flat, minlength=b * k).to(x.dtype)
+    return sums.view(b, k, d), counts.view(b, k)
+
+
 Generators = torch.Generator | Sequence[torch.Generator]
 """One generator for every problem of a batch, or one per problem (per-class streams)."""
 
@@ -117,10 +132,7 @@ def kmeans(
         if not bool(active.any()):
             break
         assignment = torch.where(active.unsqueeze(-1), new_assignment, assignment)
-        one_hot = torch.zeros(b, n, k, device=x.device, dtype=x.dtype)
-        one_hot.scatter_(2, new_assignment.unsqueeze(-1), 1.0)
-        counts = one_hot.sum(1)  # (B, k)
-        sums = torch.bmm(one_hot.transpose(1, 2), x)  # (B, k, D)
+        sums, counts = _cluster_sums(x, new_assignment, k)
         new_centers = sums / counts.clamp_min(1.0).unsqueeze(-1)
         empty = (counts == 0) & active.unsqueeze(-1)
         if bool(empty.any()):
