@@ -13,7 +13,7 @@ model and the settings; every cell is kept as it finishes, so a stopped run resu
 
     prepare.sh GIT_DIR WORK_DIR .venv              # once: the official code, ready to time
     python benchmarks/versus_official.py --official WORK_DIR
-    python benchmarks/versus_official.py --official WORK_DIR --name versus-official-before
+    python benchmarks/versus_official.py --official WORK_DIR --before COMMIT   # + the old code
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.cells import Cells  # noqa: E402
 from benchmarks.common import RESULTS_DIR, load_json, source_line  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
 THREADS = 2
 INTERVAL = 10  # the paper's refresh interval, on both sides
 
@@ -57,8 +58,9 @@ def official_cell(work: Path, shape: str, steps: int) -> dict[str, Any]:
     }
 
 
-def dream_cl_cell(shape: str, variant: str, steps: int) -> dict[str, Any]:
-    """Run one ``benchmarks/throughput.py`` setting in its own process."""
+def dream_cl_cell(shape: str, variant: str, steps: int, root: Path = ROOT) -> dict[str, Any]:
+    """Run one ``benchmarks/throughput.py`` setting in its own process, with the code in
+    ``root`` (this checkout, or a worktree of an earlier commit)."""
     setting = {
         "shape": shape,
         "ipc": 10,
@@ -69,8 +71,8 @@ def dream_cl_cell(shape: str, variant: str, steps: int) -> dict[str, Any]:
         "factor": 2,
         "device": "cpu",
     }
-    script = Path(__file__).resolve().parent / "throughput.py"
-    out = _run([sys.executable, str(script), "--child", json.dumps(setting)], Path.cwd())
+    script = root / "benchmarks" / "throughput.py"
+    out = _run([sys.executable, str(script), "--child", json.dumps(setting)], root)
     return {
         "seconds_per_inner_iteration": out["seconds_per_inner_iteration"],
         "breakdown_per_inner_iteration": out["breakdown_per_inner_iteration"],
@@ -80,8 +82,17 @@ def dream_cl_cell(shape: str, variant: str, steps: int) -> dict[str, Any]:
     }
 
 
+def worktree(commit: str) -> Path:
+    """A checkout of ``commit`` beside this one's results (made once), for a before run."""
+    path = ROOT / "runs" / "worktrees" / commit
+    if not path.exists():
+        cmd = ["git", "worktree", "add", "--detach", str(path), commit]
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    return path
+
+
 def _run(cmd: list[str], cwd: Path) -> dict[str, Any]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(cwd)}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:3])} failed:\n{proc.stderr[-3000:]}")
@@ -94,6 +105,7 @@ def main() -> None:
     ap.add_argument("--shapes", default="cifar10,mnist")
     ap.add_argument("--variants", default="per-class,compiled,fast")
     ap.add_argument("--steps", type=int, default=3, help="inner iterations timed per cell")
+    ap.add_argument("--before", default=None, help="also time the per-class variant at this commit")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--name", default="versus-official")
     ap.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
@@ -117,12 +129,16 @@ def main() -> None:
     )
     for r in range(args.rounds):
         for shape in args.shapes.split(","):
-            for impl in ["official", *variants]:
+            before = [f"per-class@{args.before}"] if args.before else []
+            for impl in ["official", *before, *variants]:
                 key = f"{shape}/{impl}/{r}"
                 if cells.done(key):
                     continue
                 if impl == "official":
                     cell = official_cell(args.official, shape, args.steps)
+                elif "@" in impl:
+                    variant, commit = impl.split("@")
+                    cell = dream_cl_cell(shape, variant, args.steps, worktree(commit))
                 else:
                     cell = dream_cl_cell(shape, impl, args.steps)
                 cells.put(key, {"shape": shape, "impl": impl, "round": r, **cell})
