@@ -622,6 +622,7 @@ def evaluate_image_set(
     progress: Progress | None = None,
     checkpoint: EvalCheckpoint | None = None,
     ensemble: bool = False,
+    workers: int = 1,
 ) -> EvalResult:
     """Decode ``s`` and train/test ``repeats`` fresh models; repeat k uses ``seed + k``.
 
@@ -629,18 +630,24 @@ def evaluate_image_set(
     same arguments, from the models it finished and the last saved epoch of the one it was
     training (see :class:`EvalCheckpoint`). With ``ensemble``, a model that allows it trains
     its repeats together in lock step (:mod:`dream_cl.ensemble`: the same models up to float
-    rounding, in less time)."""
+    rounding, in less time). With ``workers`` > 1, the repeats are trained one per process,
+    ``workers`` at a time, each process with its share of this one's threads (the same
+    models up to the rounding of another thread count)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     resolved = resolve_eval_config(cfg, s.info.name, s.factor, s.ipc)
     images, labels = s.decoded()
     common = dict(device=device, model_options=model_options, progress=progress)
     common["checkpoint"] = checkpoint
-    if ensemble and repeats > 1 and _ensembles(model, s.info, model_options):
-        seeds = [seed + k for k in range(repeats)]
+    ensemble = ensemble and repeats > 1 and _ensembles(model, s.info, model_options)
+    seeds = [seed + k for k in range(repeats)]
+    if ensemble:
         accs = train_and_test_ensemble(
             model, images, labels, s.info, test, resolved, seeds=seeds, **common
         )
+    elif workers > 1 and repeats > 1:
+        calls = [(model, images, labels, s.info, test, resolved, k) for k in seeds]
+        accs = _in_processes(calls, workers, common)
     else:
         accs = [
             train_and_test(model, images, labels, s.info, test, resolved, seed=seed + k, **common)
@@ -651,6 +658,8 @@ def evaluate_image_set(
         "model_options": dict(model_options or {}),
         "seed": seed,
         "repeats": repeats,
+        "trained_together": ensemble,
+        "workers": workers if not ensemble and repeats > 1 else 1,
         "factor": s.factor,
         "ipc": s.ipc,
         "num_train_images": int(labels.shape[0]),
@@ -673,3 +682,67 @@ def _ensembles(model: str, info: DatasetInfo, model_options: dict[str, Any] | No
         **(model_options or {}),
     )
     return can_ensemble(probe)
+
+
+def _in_processes(calls: list[tuple], workers: int, common: dict[str, Any]) -> list[float]:
+    """:func:`train_and_test` of every call (its last item the seed) in spawned processes,
+    ``workers`` at a time; their epochs reach ``common["progress"]`` as one task. A stop
+    (or an error) ends every worker; their checkpoints stay for the next call."""
+    import multiprocessing
+
+    progress = common["progress"] or NullProgress()
+    threads = max(1, torch.get_num_threads() // workers)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        queue = manager.Queue()
+        options = {**common, "progress": None}
+        jobs = [(call, options, threads, queue) for call in calls]
+        pool = context.Pool(min(workers, len(calls)))
+        try:
+            pending = [pool.apply_async(_one_repeat, (job,)) for job in jobs]
+            epochs = calls[0][5].epochs
+            progress.start("eval", epochs * len(calls))
+            while not all(r.ready() for r in pending):
+                _forward_progress(queue, progress)
+            _forward_progress(queue, progress, wait=0.0)
+            accs = [r.get() for r in pending]
+        finally:
+            pool.terminate()
+            pool.join()
+    progress.finish("eval")
+    return accs
+
+
+def _forward_progress(queue: Any, progress: Progress, wait: float = 0.2) -> None:
+    import queue as queues
+
+    try:
+        while True:
+            n, metrics = queue.get(timeout=wait) if wait else queue.get_nowait()
+            progress.advance("eval", n, **metrics)
+    except queues.Empty:
+        return
+
+
+class _QueueProgress:
+    """A worker's progress: its epochs (and their losses), sent to the parent."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def start(self, task: str, total: int) -> None:
+        pass
+
+    def advance(self, task: str, n: int = 1, **metrics: float) -> None:
+        self.queue.put((n, metrics))
+
+    def finish(self, task: str) -> None:
+        pass
+
+
+def _one_repeat(job: tuple) -> float:
+    """One repeat in a worker process (:func:`_in_processes`)."""
+    (model, images, labels, info, test, cfg, seed), options, threads, queue = job
+    torch.set_num_threads(threads)
+    options = {**options, "progress": _QueueProgress(queue)}
+    return train_and_test(model, images, labels, info, test, cfg, seed=seed, **options)

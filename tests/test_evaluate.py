@@ -483,3 +483,28 @@ def test_a_compiled_ensemble_trains_the_models_it_trains_eagerly(digits) -> None
     compiled = train_and_test_ensemble(*args, seeds=[0, 1], model_options=WIDTH)
     alone = [train_and_test(*args, seed=k, model_options=WIDTH) for k in (0, 1)]
     assert all(abs(a - b) <= 0.02 for a, b in zip(compiled, alone, strict=True))
+
+
+@pytest.mark.slow
+def test_repeats_in_worker_processes_are_the_models_trained_one_by_one(digits, tmp_path) -> None:
+    train, test = digits
+    s = _small_set(train, 5)
+    cfg = EvalConfig(epochs=3, batch_size=16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each of 2 workers gets out of 2 threads
+    try:
+        alone = evaluate_image_set(s, test, repeats=3, cfg=cfg, model_options=WIDTH)
+    finally:
+        torch.set_num_threads(threads)
+    torch.set_num_threads(2)
+    rec = _Recorder()
+    ckpt = EvalCheckpoint(tmp_path / "ckpt", every_seconds=0)
+    try:
+        workers = evaluate_image_set(s, test, repeats=3, cfg=cfg, model_options=WIDTH,
+                                     progress=rec, workers=2, checkpoint=ckpt)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert workers.accuracies == alone.accuracies
+    assert workers.config["workers"] == 2
+    assert [e for e in rec.events if e[0] == "start"] == [("start", "eval", 9)]
+    assert sum(e[2] for e in rec.events if e[0] == "advance") == 9

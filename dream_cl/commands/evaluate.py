@@ -77,6 +77,20 @@ def evaluate(
             "same command continues an interrupted evaluation."
         ),
     ] = 60.0,
+    ensemble: Annotated[
+        bool,
+        Opt(
+            help="Train the repeats together in lock step: vmapped on a GPU, through one "
+            "compiled step on a CPU (the same models up to float rounding)."
+        ),
+    ] = False,
+    workers: Annotated[
+        int,
+        Opt(
+            help="Train the repeats this many at a time, one per process, each with its share "
+            "of the threads (on a CPU, small models use the cores better this way)."
+        ),
+    ] = 1,
     data_root: DataRoot = None,
     download: Download = False,
     device: Device = "auto",
@@ -105,6 +119,8 @@ def evaluate(
         download=download,
         seed=seed,
         baselines=baselines,
+        ensemble=ensemble,
+        workers=workers,
     )
     request.validate()
     done = evaluate_artifact(request, device=device, quiet=quiet)

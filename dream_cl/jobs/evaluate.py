@@ -38,6 +38,10 @@ class EvaluateRequest:
     baselines: bool = False
     """Also evaluate a random real subset of the same storage and the set without
     augmentation, and report the gaps (:func:`baseline_scores`)."""
+    ensemble: bool = False
+    """Train the repeats together in lock step (:mod:`dream_cl.ensemble`)."""
+    workers: int = 1
+    """Train the repeats this many at a time, one per process."""
 
     def validate(self) -> None:
         from dream_cl.data.validation import SPLITS
@@ -50,8 +54,11 @@ class EvaluateRequest:
             raise UserError(f"unknown --recipe '{self.recipe}'; use auto, {', '.join(RECIPES)}")
         if self.split not in SPLITS:
             raise UserError(f"unknown --split '{self.split}'; use {' or '.join(SPLITS)}")
-        if self.repeats < 1 or any(v is not None and v < 1 for v in (self.epochs, self.batch_size)):
-            raise UserError("--repeats, --epochs and --batch-size must be at least 1")
+        sizes = (self.epochs, self.batch_size, self.workers)
+        if self.repeats < 1 or any(v is not None and v < 1 for v in sizes):
+            raise UserError("--repeats, --epochs, --batch-size and --workers must be at least 1")
+        if self.ensemble and self.workers > 1:
+            raise UserError("--ensemble and --workers are two ways to the same end; use one")
         bad_lr = self.lr is not None and not self.lr > 0
         if bad_lr or (self.cutmix_p is not None and not 0.0 <= self.cutmix_p <= 1.0):
             raise UserError("--lr must be positive and --cutmix-p between 0 and 1")
@@ -221,6 +228,8 @@ def evaluate_artifact(
                     model_options=request.model_options,
                     progress=progress,
                     checkpoint=EvalCheckpoint(partial, every_seconds=request.checkpoint_seconds),
+                    ensemble=request.ensemble,
+                    workers=request.workers,
                 )
 
             random_set = random_real_like(request, image_set) if request.baselines else None
