@@ -22,7 +22,10 @@ from benchmarks.common import RESULTS_DIR  # noqa: E402
 # the benchmarks whose sections RESULTS.md holds, in its order (``benchmarks/<name>.py``)
 SECTIONS = (
     "efficiency",
+    "versus_official",
+    "fast_parity",
     "throughput",
+    "eval_ensemble",
     "image_rate",
     "continual",
     "scaling",

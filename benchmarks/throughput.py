@@ -230,15 +230,6 @@ def main() -> None:
 
 # --- RESULTS.md section --------------------------------------------------------------------
 
-# The official code measured side by side with dream-cl's faithful design on one machine
-# (../shared/docs/performance-anchor.md, machine A): seconds per inner iteration (official,
-# dream-cl) and peak GiB (official, dream-cl). The only like-for-like speed-up there is.
-ANCHOR_CPU = "AMD EPYC (Zen 3, family 25 model 1), 2 cores, 2 threads"
-ANCHOR_SIDE_BY_SIDE = {
-    "mnist": (45.4, 32.8, 7.34, 1.69),
-    "cifar10": (47.6, 38.7, 7.54, 1.65),
-    "cifar100": (194.1, 162.8, 3.11, 1.92),
-}
 TITLES = {
     "throughput": "Three shapes at IPC 10: faithful, compiled, candidate pool, both",
     "throughput-cifar100": "CIFAR-100 shape: faithful and compiled",
@@ -255,15 +246,10 @@ INTRO = (
     "`pool` clusters a random pool of 16 candidates per centre; `batched` vmaps the class "
     "gradients. 'vs per-class' compares variants measured in the same run."
 )
-ANCHOR_INTRO = (
-    "Against the official code, only one like-for-like measurement exists: both run side "
-    f"by side on one machine, {ANCHOR_CPU} (`../shared/docs/performance-anchor.md`, "
-    "machine A):"
-)
 OTHER_MACHINE = (
-    "The tables below were measured on another machine whose CPU model the files do not "
-    "record, so they are not set against the official code (a ratio across CPU models is "
-    "not a speed-up)."
+    "Against the official code, see the side-by-side section above (both measured in one run "
+    "on one CPU). The tables below compare dream-cl's variants within each run; some were "
+    "measured on a machine whose CPU model the files do not record."
 )
 
 
@@ -277,15 +263,9 @@ def section(results: Path) -> str:
         "",
         INTRO,
         "",
-        ANCHOR_INTRO,
+        OTHER_MACHINE,
         "",
-        "| shape | official s / inner | dream-cl faithful s / inner | speed-up | official peak GiB"
-        " | dream-cl peak GiB |",
-        "|---|---|---|---|---|---|",
     ]
-    for shape, (off, ours, off_mem, our_mem) in ANCHOR_SIDE_BY_SIDE.items():
-        lines.append(f"| {shape} | {off} | {ours} | {off / ours:.2f}x | {off_mem} | {our_mem} |")
-    lines += ["", OTHER_MACHINE, ""]
     order = list(TITLES)
     for path in sorted(paths, key=lambda p: order.index(p.stem) if p.stem in order else 99):
         lines += _table_lines(path, results)

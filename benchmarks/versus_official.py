@@ -173,6 +173,23 @@ def mean_cells(record: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
+LABELS = {
+    "official": "official",
+    "per-class": "dream-cl faithful, eager",
+    "compiled": "dream-cl faithful, `--compile`",
+    "fast": "dream-cl fast path (pool, `--compile`, bf16 where it pays)",
+    "pool-compiled": "dream-cl pool + `--compile`",
+}
+
+
+def label(impl: str) -> str:
+    """An implementation's name in the table (``variant@commit``: the variant then)."""
+    variant, _, commit = impl.partition("@")
+    if commit:
+        return f"dream-cl faithful at {commit} (before)"
+    return LABELS.get(variant, f"dream-cl `{variant}`")
+
+
 def table_lines(record: dict[str, Any]) -> list[str]:
     lines = [
         "| shape | implementation | s / inner | clustering | matching | network update "
@@ -187,7 +204,7 @@ def table_lines(record: dict[str, Any]) -> list[str]:
             rel = f"{official['seconds'] / m['seconds']:.2f}x"
         p = m["parts"]
         lines.append(
-            f"| {shape} | {impl} | {m['seconds']:.2f} | {p['clustering']:.2f} | "
+            f"| {shape} | {label(impl)} | {m['seconds']:.2f} | {p['clustering']:.2f} | "
             f"{p['matching']:.2f} | {p['network_update']:.2f} | {rel} | {m['peak_gib']:.2f} |"
         )
     return lines

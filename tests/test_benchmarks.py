@@ -342,12 +342,13 @@ def test_scaling_equivalence_and_gpu_check_scripts_run_and_report(tmp_path):
     assert set(eq["summary"]) == {"k1", "k2"} and eq["runs"][0]["max_pixel_difference"] >= 0
     _run(
         "benchmarks/gpu_check.py",
-        *("--quick", "--device", "cpu", "--checks", "agreement,resume,throughput"),
+        *("--quick", "--device", "cpu", "--checks", "agreement,resume,throughput,ensemble"),
         *("--variants", "per-class", "--shapes", "cifar10", "--out-dir", str(results)),
     )
     gpu = json.loads((results / "gpu-check-quick.json").read_text())["results"]
     assert gpu["agreement"]["identical"] and gpu["resume"]["identical"]
     assert gpu["throughput"][0]["seconds_per_inner_iteration"] > 0
+    assert gpu["ensemble"]["speedup"] > 0 and len(gpu["ensemble"]["ensemble"]["accuracies"]) == 5
 
     md = tmp_path / "RESULTS.md"
     _run("benchmarks/report.py", "--results", str(results), "--out", str(md))
@@ -645,3 +646,36 @@ def test_an_equivalence_run_made_with_another_command_starts_over(tmp_path, monk
     # a finished run folder from before cells were kept is taken as it is
     (tmp_path / "cells" / "r.json").unlink()
     assert cell(1)["n"] == 1 and len(calls) == 2
+
+
+def test_the_evaluation_ways_are_compared_on_their_steady_epoch_cost() -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.eval_ensemble import steady
+
+    # 10 s to start, then 2 s an epoch: runs of 4 and 12 epochs take 18 and 34 s
+    cells = [{"epochs": 4, "seconds": 18.0}, {"epochs": 12, "seconds": 34.0}]
+    assert steady(cells) == (2.0, 10.0)
+    cells.append({"epochs": 4, "seconds": 20.0})  # a second round: means per epoch count
+    per_epoch, startup = steady(cells)
+    assert per_epoch == pytest.approx(15 / 8) and startup == pytest.approx(19 - 4 * 15 / 8)
+
+
+def test_the_side_by_side_table_sets_each_variant_against_the_official_code() -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.versus_official import label, table_lines
+
+    def cell(impl: str, seconds: float, r: int = 0) -> dict:
+        parts = {"clustering": seconds / 2, "matching": seconds / 4, "network_update": seconds / 4}
+        return {"shape": "cifar10", "impl": impl, "round": r, "peak_gib": 1.0,
+                "seconds_per_inner_iteration": seconds,
+                "breakdown_per_inner_iteration": parts}  # fmt: skip
+
+    cells = [cell("official", 30.0), cell("compiled", 10.0), cell("compiled", 20.0, 1),
+             cell("per-class@abc123", 24.0)]  # fmt: skip
+    record = {"cells": {str(k): c for k, c in enumerate(cells)}}
+    rows = table_lines(record)[2:]
+    assert rows[0].startswith("| cifar10 | official | 30.00 |") and rows[0].endswith("| - | 1.00 |")
+    compiled = next(r for r in rows if "`--compile`" in r)
+    assert "| 15.00 | 7.50 | 3.75 | 3.75 | 2.00x |" in compiled  # the mean of the two rounds
+    assert label("per-class@abc123") == "dream-cl faithful at abc123 (before)"
+    assert "| 1.25x |" in next(r for r in rows if "abc123" in r)
