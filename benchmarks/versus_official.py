@@ -169,25 +169,42 @@ def mean_cells(record: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
             "parts": {p: sum(c["breakdown_per_inner_iteration"][p] for c in cs) / n for p in parts},
             "peak_gib": max(c["peak_gib"] for c in cs),
             "rounds": n,
+            "precision": cs[0].get("raw", {}).get("precision", "fp32"),
         }
-    return out
+    shapes = list(dict.fromkeys(shape for shape, _ in out))
+    return dict(sorted(out.items(), key=lambda kv: (shapes.index(kv[0][0]), _rank(kv[0][1]))))
 
 
+INTRO = (
+    "The official code (patched only to run on a CPU) and dream-cl's variants, alternately "
+    "in one run on one CPU: paper preset (IDC, ConvNet-3 width 128, IPC 10, factor 2, N = "
+    "128, a refresh every 10 inner iterations), random tensors of each shape, 2 threads. "
+    "Seconds per inner iteration = one refresh / 10 + the mean plain inner iteration "
+    "(clustering = refresh / 10). `benchmarks/versus_official.py`'s docstring says how."
+)
 LABELS = {
     "official": "official",
     "per-class": "dream-cl faithful, eager",
     "compiled": "dream-cl faithful, `--compile`",
-    "fast": "dream-cl fast path (pool, `--compile`, bf16 where it pays)",
+    "fast": "dream-cl fast path (pool, `--compile`, {precision})",
     "pool-compiled": "dream-cl pool + `--compile`",
 }
 
 
-def label(impl: str) -> str:
+ORDER = ("official", "@", "per-class", "compiled", "pool-compiled", "fast")
+
+
+def label(impl: str, precision: str = "fp32") -> str:
     """An implementation's name in the table (``variant@commit``: the variant then)."""
     variant, _, commit = impl.partition("@")
     if commit:
         return f"dream-cl faithful at {commit} (before)"
-    return LABELS.get(variant, f"dream-cl `{variant}`")
+    return LABELS.get(variant, f"dream-cl `{variant}`").format(precision=precision)
+
+
+def _rank(impl: str) -> int:
+    key = "@" if "@" in impl else impl
+    return ORDER.index(key) if key in ORDER else len(ORDER)
 
 
 def table_lines(record: dict[str, Any]) -> list[str]:
@@ -204,7 +221,8 @@ def table_lines(record: dict[str, Any]) -> list[str]:
             rel = f"{official['seconds'] / m['seconds']:.2f}x"
         p = m["parts"]
         lines.append(
-            f"| {shape} | {label(impl)} | {m['seconds']:.2f} | {p['clustering']:.2f} | "
+            f"| {shape} | {label(impl, m['precision'])} | {m['seconds']:.2f} | "
+            f"{p['clustering']:.2f} | "
             f"{p['matching']:.2f} | {p['network_update']:.2f} | {rel} | {m['peak_gib']:.2f} |"
         )
     return lines
@@ -214,7 +232,7 @@ def section(results: Path) -> str:
     paths = sorted(results.glob("versus-official*.json"))
     if not paths:
         return ""
-    lines = ["## Against the official code, side by side", "", __doc__.split("\n\n")[0], ""]
+    lines = ["## Against the official code, side by side", "", INTRO, ""]
     for path in paths:
         record = load_json(path)
         first = next(iter(record["cells"].values()), {})
