@@ -82,8 +82,8 @@ _SHARED: dict[str, Any] = {
         bool,
         Opt(
             "--compile",
-            help="torch.compile the distilled memories' matching step (dream, idc; equal up "
-            "to float rounding).",
+            help="torch.compile the distilled memories' embedding, matching and network "
+            "update (dream, idc; equal up to float rounding).",
         ),
     ],
     "settings": Annotated[
