@@ -374,15 +374,7 @@ def train_and_test(
         return float(saved["accuracy"])
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # anything outside our generator (e.g. dropout) is seeded too
-    model = build_model(
-        model_name,
-        channels=info.channels,
-        num_classes=info.num_classes,
-        image_size=info.image_size,
-        generator=gen,
-        dataset=info.name,
-        **(model_options or {}),
-    ).to(device)
+    model = _fresh_model(model_name, info, model_options, gen).to(device)
     x_all = images.detach().to(device=device, dtype=torch.float32)
     y_all = labels.detach().to(device=device, dtype=torch.int64)
     n = int(y_all.shape[0])
@@ -397,13 +389,7 @@ def train_and_test(
 
     run = _Training(model=model, opt=sgd(cfg.lr), lr=cfg.lr, gen=gen, device=device)
     if saved is not None:
-        try:
-            run.load_state_dict(saved)
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise UserError(
-                f"evaluation checkpoint {path} does not fit this run ({type(err).__name__}); "
-                "delete it to train that model from the start"
-            ) from None
+        _load_or_refuse(run, saved, path)
     progress.start("eval", cfg.epochs)
     if run.epoch:
         progress.advance("eval", run.epoch)
@@ -414,11 +400,7 @@ def train_and_test(
             run.decay_lr(cfg.gamma, sgd if cfg.restart_optimizer else None)
         loss = _train_epoch(run, x_all, y_all, info, cfg, strategy)
         run.epoch += 1
-        if not math.isfinite(loss):
-            raise UserError(
-                f"the evaluation diverged: model {model_name} (seed {seed}) had a {loss} loss "
-                f"in epoch {run.epoch}; {_kept_note(path)}lower --lr or check the image set"
-            )
+        _check_loss(loss, model_name, seed, run.epoch, path)
         due = time.monotonic() - last_save >= every_seconds
         if path is not None and due and run.epoch < cfg.epochs:
             atomic_torch_save(_stamped(run.state_dict()), path)
@@ -463,18 +445,7 @@ def train_and_test_ensemble(
     if saved is not None and "accuracies" in saved:
         return [float(a) for a in saved["accuracies"]]
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    models = [
-        build_model(
-            model_name,
-            channels=info.channels,
-            num_classes=info.num_classes,
-            image_size=info.image_size,
-            generator=g,
-            dataset=info.name,
-            **(model_options or {}),
-        ).to(device)
-        for g in gens
-    ]
+    models = [_fresh_model(model_name, info, model_options, g).to(device) for g in gens]
     run = Ensemble(models, gens, cfg.lr, cfg.momentum, cfg.weight_decay)
     if saved is not None:
         _load_or_refuse(run, saved, path)
@@ -495,12 +466,7 @@ def train_and_test_ensemble(
         )
         run.epoch += 1
         for seed, loss in zip(seeds, losses, strict=True):
-            if not math.isfinite(loss):
-                raise UserError(
-                    f"the evaluation diverged: model {model_name} (seed {seed}) had a {loss} "
-                    f"loss in epoch {run.epoch}; {_kept_note(path)}lower --lr or check the "
-                    "image set"
-                )
+            _check_loss(loss, model_name, seed, run.epoch, path)
         if (
             path is not None
             and run.epoch < cfg.epochs
@@ -565,6 +531,15 @@ def _draw_batch(
     if cfg.cutmix_p > 0:
         return maybe_cutmix(x, y, cfg.cutmix_p, gen, beta=cfg.cutmix_beta)
     return x, y, y, 1.0
+
+
+def _check_loss(loss: float, model: str, seed: int, epoch: int, path: Path | None) -> None:
+    """One line when a model's epoch loss is not finite (its checkpoint is kept)."""
+    if not math.isfinite(loss):
+        raise UserError(
+            f"the evaluation diverged: model {model} (seed {seed}) had a {loss} loss in epoch "
+            f"{epoch}; {_kept_note(path)}lower --lr or check the image set"
+        )
 
 
 def _kept_note(path: Path | None) -> str:
@@ -669,19 +644,29 @@ def evaluate_image_set(
     return EvalResult(model=model, accuracies=accs, config=config)
 
 
+def _fresh_model(
+    name: str,
+    info: DatasetInfo,
+    model_options: dict[str, Any] | None,
+    gen: torch.Generator | None,
+) -> nn.Module:
+    """A freshly initialised evaluation network for ``info``'s images (from ``gen``)."""
+    return build_model(
+        name,
+        channels=info.channels,
+        num_classes=info.num_classes,
+        image_size=info.image_size,
+        generator=gen,
+        dataset=info.name,
+        **(model_options or {}),
+    )
+
+
 def _ensembles(model: str, info: DatasetInfo, model_options: dict[str, Any] | None) -> bool:
     """Whether ``model`` can train its repeats as one ensemble (built once to look)."""
     from dream_cl.ensemble import can_ensemble
 
-    probe = build_model(
-        model,
-        channels=info.channels,
-        num_classes=info.num_classes,
-        image_size=info.image_size,
-        dataset=info.name,
-        **(model_options or {}),
-    )
-    return can_ensemble(probe)
+    return can_ensemble(_fresh_model(model, info, model_options, None))
 
 
 def _in_processes(calls: list[tuple], workers: int, common: dict[str, Any]) -> list[float]:
