@@ -117,13 +117,12 @@ def main() -> None:
 # --- RESULTS.md section --------------------------------------------------------------------
 
 
-def summary(cells: list[dict], dataset: str, way: str) -> tuple[float, float, float, int]:
-    """(mean, seed std, mean seconds, seeds) of one dataset's way; accuracies in %."""
+def summary(cells: list[dict], dataset: str, way: str) -> tuple[float, float, int]:
+    """(mean, seed std, seeds) of one dataset's way; accuracies in %."""
     mine = [c for c in cells if c["dataset"] == dataset and c["way"] == way]
     accs = [100 * c["validation_accuracy"] for c in mine]
     std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-    secs = sum(c["seconds"] for c in mine) / max(1, len(mine))
-    return statistics.fmean(accs) if accs else float("nan"), std, secs, len(mine)
+    return statistics.fmean(accs) if accs else float("nan"), std, len(mine)
 
 
 def _cell(mean: float, std: float, n: int) -> str:
@@ -146,8 +145,8 @@ def section(results: Path) -> str:
         "|---|---|---|---|---|",
     ]
     for dataset in dict.fromkeys(c["dataset"] for c in cells):
-        f_mean, f_std, _, f_n = summary(cells, dataset, "faithful")
-        q_mean, q_std, _, q_n = summary(cells, dataset, "fast")
+        f_mean, f_std, f_n = summary(cells, dataset, "faithful")
+        q_mean, q_std, q_n = summary(cells, dataset, "fast")
         fast = [c for c in cells if c["dataset"] == dataset and c["way"] == "fast"]
         within = "yes" if abs(q_mean - f_mean) <= f_std else "no"
         if min(f_n, q_n) < 2:

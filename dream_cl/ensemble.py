@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from dream_cl.augment import traced_cutmix_loss
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]
 """One model's training batch: images, the two CutMix label sets and the mix (1: none)."""
@@ -73,15 +74,15 @@ class Ensemble:
             self.step_kind = "vmap" if on_gpu else "loop"
 
         def loss(params: dict, x: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam):
-            logits = functional_call(template, params, (x,))
-            return F.cross_entropy(logits, y_a) * lam + F.cross_entropy(logits, y_b) * (1 - lam)
+            return traced_cutmix_loss(functional_call(template, params, (x,)), y_a, y_b, lam)
 
         self._eager_one = grad_and_value(loss)
         if self.step_kind == "vmap":
             self._grads = vmap(self._eager_one)
         else:
-            compiled = torch.compile(self._eager_one, dynamic=False)
-            self._one = compiled if self.compile else self._eager_one
+            self._one = self._eager_one
+            if self.compile:
+                self._one = torch.compile(self._eager_one, dynamic=False)
             self._grads = self._model_by_model
 
     def _model_by_model(self, params: dict, x, y_a, y_b, lam) -> tuple[dict, torch.Tensor]:

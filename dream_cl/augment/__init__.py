@@ -1,6 +1,13 @@
 """Differentiable siamese augmentation (DSA) and CutMix, as used by IDC/DREAM."""
 
-from dream_cl.augment.cutmix import cutmix, cutmix_box, cutmix_loss, maybe_cutmix, sample_beta
+from dream_cl.augment.cutmix import (
+    cutmix,
+    cutmix_box,
+    cutmix_loss,
+    maybe_cutmix,
+    sample_beta,
+    traced_cutmix_loss,
+)
 from dream_cl.augment.dsa import (
     GEOMETRIC_OPS,
     KNOWN_OPS,
@@ -22,6 +29,7 @@ __all__ = [
     "cutmix",
     "cutmix_box",
     "cutmix_loss",
+    "traced_cutmix_loss",
     "cutout_size",
     "dsa",
     "maybe_cutmix",

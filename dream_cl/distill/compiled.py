@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dream_cl.augment import traced_cutmix_loss
 from dream_cl.errors import UserError
 
 
@@ -39,8 +40,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU has native bf16 arithmetic (AVX-512 BF16 or AMX)."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability in ("AVX512_BF16", "AMX") or "AMX" in capability:
+    if torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX"):
         return True
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -119,9 +119,7 @@ class CompiledUpdate:
         ) -> torch.Tensor:
             with autocast(device, precision):
                 logits = functional_call(template, params, (x,))
-            logits = logits.float()
-            mixed = F.cross_entropy(logits, y_a) * lam + F.cross_entropy(logits, y_b) * (1 - lam)
-            return mixed * scale
+            return traced_cutmix_loss(logits.float(), y_a, y_b, lam) * scale
 
         self._fn = torch.compile(grad_and_value(loss))
 
