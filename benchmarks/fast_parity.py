@@ -129,6 +129,18 @@ def _cell(mean: float, std: float, n: int) -> str:
     return f"{mean:.2f} +- {std:.2f} % ({n} seed{'s' if n != 1 else ''})" if n else "pending"
 
 
+def _per_seed(cells: list[dict], dataset: str) -> str:
+    """Each seed's two accuracies (%): a pair shares its seed (initial images, networks)."""
+    acc = {
+        (c["way"], c["seed"]): 100 * c["validation_accuracy"]
+        for c in cells
+        if c["dataset"] == dataset
+    }
+    seeds = sorted({seed for _, seed in acc})
+    pair = lambda s: "/".join(f"{acc[w, s]:.2f}" if (w, s) in acc else "-" for w in WAYS)  # noqa: E731
+    return ", ".join(f"{s}: {pair(s)}" for s in seeds)
+
+
 def section(results: Path) -> str:
     path = results / "fast-parity.json"
     if not path.exists():
@@ -140,9 +152,9 @@ def section(results: Path) -> str:
         "",
         __doc__.split("\n\n")[0].replace("\n", " "),
         "",
-        "| dataset | faithful val. accuracy | fast val. accuracy | within one std "
-        "| fast path here |",
-        "|---|---|---|---|---|",
+        "| dataset | faithful val. accuracy | fast val. accuracy | fast - faithful "
+        "| within one std | per seed (faithful / fast) | fast path here |",
+        "|---|---|---|---|---|---|---|",
     ]
     for dataset in dict.fromkeys(c["dataset"] for c in cells):
         f_mean, f_std, f_n = summary(cells, dataset, "faithful")
@@ -154,7 +166,7 @@ def section(results: Path) -> str:
         precision = f"compile, {fast[0]['precision']}" if fast else "-"
         lines.append(
             f"| {dataset} | {_cell(f_mean, f_std, f_n)} | {_cell(q_mean, q_std, q_n)} | "
-            f"{within} | {precision} |"
+            f"{q_mean - f_mean:+.2f} | {within} | {_per_seed(cells, dataset)} | {precision} |"
         )
     seeds = len(record["settings"]["seeds"].split(","))
     done = {
