@@ -679,3 +679,35 @@ def test_the_side_by_side_table_sets_each_variant_against_the_official_code() ->
     assert "| 15.00 | 7.50 | 3.75 | 3.75 | 2.00x |" in compiled  # the mean of the two rounds
     assert label("per-class@abc123") == "dream-cl faithful at abc123 (before)"
     assert "| 1.25x |" in next(r for r in rows if "abc123" in r)
+
+
+def test_the_parity_table_compares_the_means_within_the_faithful_seed_std(tmp_path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.fast_parity import section
+
+    accs = {"faithful": (0.50, 0.52, 0.54), "fast": (0.51, 0.53, 0.49)}
+    cells = {
+        f"d/{way}/{s}": {"dataset": "d", "way": way, "seed": s, "validation_accuracy": a,
+                         "precision": "fp32", "device": "cpu", "cpu_model": "X"}
+        for way, per_seed in accs.items() for s, a in enumerate(per_seed)
+    }  # fmt: skip
+
+    def write() -> None:
+        record = {"cells": cells, "settings": {"seeds": "0,1,2"}}
+        (tmp_path / "fast-parity.json").write_text(json.dumps(record))
+
+    write()
+    row = next(r for r in section(tmp_path).splitlines() if r.startswith("| d |"))
+    # faithful 52 +- 2, fast 51 +- 2: 1 point apart, within the faithful std
+    assert row.startswith(
+        "| d | 52.00 +- 2.00 % (3 seeds) | 51.00 +- 2.00 % (3 seeds) | -1.00 | yes |"
+    )
+    assert "| 0: 50.00/51.00, 1: 52.00/53.00, 2: 54.00/49.00 | compile, fp32 |" in row
+    del cells["d/fast/2"]
+    write()
+    text = section(tmp_path)
+    assert "2: 54.00/- |" in text and "Partial:" in text
+    for s in (0, 1):  # 10 points below: outside the faithful std
+        cells[f"d/fast/{s}"]["validation_accuracy"] -= 0.10
+    write()
+    assert "| -10.00 | no |" in section(tmp_path)
