@@ -177,6 +177,9 @@ def section(results: Path) -> str:
     if len(done) < 2 * len({c["dataset"] for c in cells}):
         lines += ["", f"Partial: of {seeds} seeds per row, the counts above are done so far "
                   "(the same command continues the run)."]  # fmt: skip
+    commits = list(dict.fromkeys(c["commit"] for c in cells if "commit" in c))
+    if len(commits) > 1:
+        lines += ["", f"The cells ran at commits {', '.join(commits)}."]
     return "\n".join([*lines, "", source_line(cells[0], path, results), ""])
 
 

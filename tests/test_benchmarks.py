@@ -710,4 +710,7 @@ def test_the_parity_table_compares_the_means_within_the_faithful_seed_std(tmp_pa
     for s in (0, 1):  # 10 points below: outside the faithful std
         cells[f"d/fast/{s}"]["validation_accuracy"] -= 0.10
     write()
-    assert "| -10.00 | no |" in section(tmp_path)
+    assert "| -10.00 | no |" in section(tmp_path) and "commits" not in section(tmp_path)
+    cells["d/fast/0"]["commit"], cells["d/fast/1"]["commit"] = "abc", "def"
+    write()
+    assert "The cells ran at commits abc, def." in section(tmp_path)
