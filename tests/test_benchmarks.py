@@ -714,3 +714,17 @@ def test_the_parity_table_compares_the_means_within_the_faithful_seed_std(tmp_pa
     cells["d/fast/0"]["commit"], cells["d/fast/1"]["commit"] = "abc", "def"
     write()
     assert "The cells ran at commits abc, def." in section(tmp_path)
+
+
+def test_a_warm_refresh_times_the_second_of_two_refreshes() -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.throughput import one_setting
+
+    common = {"shape": "mnist:2", "ipc": 1, "variant": "per-class", "width": 8, "interval": 10}
+    common |= {"steps": 3, "factor": 1, "device": "cpu"}
+    cold = one_setting(**common)
+    assert cold["sampler"]["refreshes"] == 1
+    warm = one_setting(**common, warm_refresh=True)
+    assert warm["sampler"]["refreshes"] == 2 and warm["interval"] == 10
+    assert warm["refresh_seconds"] != warm["first_refresh_seconds"]
+    assert warm["breakdown_per_inner_iteration"]["clustering"] == warm["refresh_seconds"] / 10
