@@ -131,6 +131,7 @@ def main() -> None:
     cells = Cells(
         args.out_dir / f"{args.name}.json",
         settings=settings,
+        shaping=[k for k in settings if k != "shapes"],  # a different setting: a new run
         where=("cells",),
         expect=lambda key: {"key": key, "steps": args.steps},
         device=torch.device("cpu"),
