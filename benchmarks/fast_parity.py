@@ -136,7 +136,7 @@ def _per_seed(cells: list[dict], dataset: str) -> str:
         for c in cells
         if c["dataset"] == dataset
     }
-    seeds = sorted({seed for _, seed in acc})
+    seeds = sorted({c["seed"] for c in cells})
     pair = lambda s: "/".join(f"{acc[w, s]:.2f}" if (w, s) in acc else "-" for w in WAYS)  # noqa: E731
     return ", ".join(f"{s}: {pair(s)}" for s in seeds)
 

@@ -189,7 +189,9 @@ INTRO = (
     "in one run on one CPU: paper preset (IDC, ConvNet-3 width 128, IPC 10, factor 2, N = "
     "128, a refresh every 10 inner iterations), random tensors of each shape, 2 threads. "
     "Seconds per inner iteration = one refresh / 10 + the mean plain inner iteration "
-    "(clustering = refresh / 10). `benchmarks/versus_official.py`'s docstring says how."
+    "(clustering = refresh / 10; on dream-cl's side the steady second of two refreshes, "
+    "where the run says `warm_refresh`). Peak: the process's resident peak, in GiB. "
+    "`benchmarks/versus_official.py`'s docstring says how."
 )
 LABELS = {
     "official": "official",
