@@ -674,6 +674,8 @@ def test_a_set_with_nan_pixels_or_a_mangled_meta_field_is_one_line_naming_it(
 # -- 13. Ctrl-C while the libraries load (#32 item 7) --------------------------------------------
 INTERRUPTED_IMPORT = """
 import builtins, importlib.metadata, os, signal, sys
+# a terminal's Ctrl-C: a background launch inherits SIGINT ignored, which Python keeps
+signal.signal(signal.SIGINT, signal.default_int_handler)
 (script,) = [e for e in importlib.metadata.entry_points(group="console_scripts")
              if e.name == "dream-cl"]
 real = builtins.__import__
