@@ -127,7 +127,7 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     settings = {"shapes": args.shapes, "steps": args.steps, "threads": THREADS, "ipc": 10}
     settings |= {"interval": INTERVAL, "factor": 2, "width": 128, "preset": "paper"}
-    settings |= {"warm_refresh": True}
+    settings |= {"warm_refresh": True}  # the before's old benchmark times its first refresh
     cells = Cells(
         args.out_dir / f"{args.name}.json",
         settings=settings,
@@ -147,7 +147,9 @@ def main() -> None:
                     cell = official_cell(args.official, shape, args.steps)
                 elif "@" in impl:
                     variant, commit = impl.split("@")
-                    cell = dream_cl_cell(shape, variant, args.steps, worktree(commit), False)
+                    cell = dream_cl_cell(
+                        shape, variant, args.steps, worktree(commit), warm_refresh=False
+                    )
                 else:
                     cell = dream_cl_cell(shape, impl, args.steps)
                 cells.put(key, {"shape": shape, "impl": impl, "round": r, **cell})
